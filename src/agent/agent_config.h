@@ -1,0 +1,29 @@
+// AgentConfig: a site agent's configuration file (TOML, see data/sites/).
+//
+// It names the server, the heartbeat period, where job work and logs go, and
+// the site the agent stands for: its id, location, energy figures and pools.
+// Every error names the file and line ("zw-01.toml:12: pools[0].cards: ...").
+#pragma once
+
+#include <string>
+
+#include "src/core/catalog.h"
+#include "src/core/topology.h"
+
+namespace cpn {
+
+struct AgentConfig {
+  std::string server_url;  // may be empty: then --server must give it
+  int64_t heartbeat_ms = 1000;
+  std::string work_dir;
+  Site site;
+};
+
+Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string& file,
+                                     const Catalog& catalog);
+Result<AgentConfig> LoadAgentConfig(const std::string& path, const Catalog& catalog);
+// Writes a config for `site` (used by `cpn dev` and as documentation).
+std::string AgentConfigToToml(const Site& site, const std::string& server_url,
+                              const std::string& work_dir, int64_t heartbeat_ms);
+
+}  // namespace cpn

@@ -1,0 +1,648 @@
+#include "src/cli/cli.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "src/agent/agent.h"
+#include "src/cli/dev.h"
+#include "src/cli/format.h"
+#include "src/core/catalog.h"
+#include "src/core/data_dir.h"
+#include "src/core/ids.h"
+#include "src/core/job_spec.h"
+#include "src/core/topology.h"
+#include "src/exec/local_executor.h"
+#include "src/net/http_client.h"
+#include "src/net/http_server.h"
+#include "src/sched/explain.h"
+#include "src/sched/scheduler.h"
+#include "src/server/api.h"
+#include "src/server/platform.h"
+#include "src/store/sqlite_store.h"
+
+namespace cpn::cli {
+
+std::atomic<bool> g_stop{false};
+
+namespace {
+
+void OnSignal(int) { g_stop = true; }
+
+int Fail(const Status& s) {
+  std::cerr << "error: " << s.message() << "\n";
+  return 1;
+}
+
+std::string DefaultServer() {
+  const char* env = std::getenv("CPN_SERVER");
+  return env && *env ? env : "http://127.0.0.1:8080";
+}
+
+Result<std::string> ReadInput(const std::string& path) {
+  if (path == "-") {
+    std::stringstream ss;
+    ss << std::cin.rdbuf();
+    return ss.str();
+  }
+  return ReadFile(path);
+}
+
+// Sends a request and returns the JSON reply, or the server's error message.
+Result<Json> Call(const std::string& server, const std::string& method, const std::string& target,
+                  const std::string& body = "") {
+  auto client = net::HttpClient::Create(server);
+  if (!client.ok()) return client.status();
+  auto r = client->Send(method, target, body);
+  if (!r.ok()) return r.status();
+  Json j = Json::parse(r->body, nullptr, false);
+  if (r->status >= 400) {
+    std::string msg = j.is_object() && j.contains("error")
+                          ? j["error"].value("message", r->body)
+                          : fmt::format("HTTP {}: {}", r->status, r->body.substr(0, 300));
+    return Status(r->status == 404 ? StatusCode::kNotFound : StatusCode::kInvalidArgument, msg);
+  }
+  if (j.is_discarded()) return Internal("server sent malformed JSON");
+  return j;
+}
+
+// ---- server ---------------------------------------------------------------
+
+struct ServerOptions {
+  std::string listen = "127.0.0.1";
+  int port = 8080;
+  std::string db = "cpn.db";
+  std::string topology;
+  std::string port_file;
+  double heartbeat_timeout_s = 15;
+};
+
+int RunServer(const ServerOptions& o) {
+  auto catalog = Catalog::LoadDefault();
+  if (!catalog.ok()) return Fail(catalog.status());
+  auto network = o.topology.empty() ? Topology::LoadDefault(*catalog)
+                                    : Topology::LoadFile(o.topology, *catalog);
+  if (!network.ok()) return Fail(network.status());
+  auto store = SqliteStore::Open(o.db);
+  if (!store.ok()) return Fail(store.status());
+  SystemClock clock;
+  std::mt19937_64 rng(std::random_device{}());
+  std::mutex rng_mu;
+  auto new_id = [&] {
+    std::lock_guard lock(rng_mu);
+    return fmt::format("job-{:012x}", rng() & 0xffffffffffffULL);
+  };
+  PlatformOptions popts;
+  popts.heartbeat_timeout_ms = static_cast<int64_t>(o.heartbeat_timeout_s * 1000);
+  Platform platform(**store, clock, *catalog, *network, new_id, popts);
+  Api api(platform);
+  net::HttpServerOptions hopts;
+  hopts.address = o.listen;
+  hopts.port = static_cast<uint16_t>(o.port);
+  net::HttpServer server(hopts, [&api](const net::HttpRequest& r) { return api.Handle(r); });
+  auto port = server.Start();
+  if (!port.ok()) return Fail(port.status());
+  if (!o.port_file.empty()) {
+    std::string tmp = o.port_file + ".tmp";
+    std::ofstream(tmp) << *port << "\n";
+    std::filesystem::rename(tmp, o.port_file);
+  }
+  spdlog::info("cpn server listening on http://{}:{} (database {})", o.listen, *port, o.db);
+  if (o.listen != "127.0.0.1" && o.listen != "::1") {
+    spdlog::warn("serving plain HTTP on {}: anyone who can reach it can use the API", o.listen);
+  }
+  while (!g_stop) {
+    Status s = platform.Tick();
+    if (!s.ok()) spdlog::error("scheduling round: {}", s.ToString());
+    for (int i = 0; i < 5 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::info("cpn server stopping");
+  server.Stop();
+  return 0;
+}
+
+// ---- agent ----------------------------------------------------------------
+
+int RunAgent(const std::string& config_path, const std::string& server_flag) {
+  auto catalog = Catalog::LoadDefault();
+  if (!catalog.ok()) return Fail(catalog.status());
+  auto config = LoadAgentConfig(config_path, *catalog);
+  if (!config.ok()) return Fail(config.status());
+  std::string server = !server_flag.empty() ? server_flag
+                       : !config->server_url.empty() ? config->server_url
+                                                     : DefaultServer();
+  auto client = net::HttpClient::Create(server);
+  if (!client.ok()) return Fail(client.status());
+  SystemClock clock;
+  LocalExecutor executor(clock);
+  spdlog::info("cpn agent for {} ({} pools) -> {}", config->site.id, config->site.pools.size(),
+               server);
+  Agent agent(*config, *catalog, executor, clock, *client);
+  agent.Run(g_stop);
+  spdlog::info("cpn agent stopping with {} job(s) unfinished", agent.active_jobs());
+  return 0;
+}
+
+}  // namespace
+
+std::string RenderDecision(const Json& d) {
+  std::string out = fmt::format("{}\n", d.value("summary", ""));
+  const Json& options = d["options"];
+  if (!options.empty()) {
+    Table t({"#", "POOL", "CARDS", "RUN", "STAGING", "COST", "ENERGY", "CO2"});
+    int rank = 0;
+    for (const auto& o : options) {
+      if (++rank > 10) break;
+      t.Add({std::to_string(rank), o["pool"], std::to_string(o["cards"].get<int64_t>()),
+             Hours(o["run_h"]), Hours(o["transfer_h"]), Cny(o["total_cny"]),
+             Number(o["energy_kwh"]) + " kWh", Number(o["carbon_kg"]) + " kg"});
+    }
+    out += "\n" + t.Render();
+    if (options.size() > 10) out += fmt::format("... and {} more\n", options.size() - 10);
+  }
+  const Json& rejected = d["rejected"];
+  if (!rejected.empty()) {
+    out += fmt::format("\nRejected ({}):\n", rejected.size());
+    int shown = 0;
+    for (const auto& r : rejected) {
+      if (++shown > 12) {
+        out += fmt::format("  ... and {} more (--json lists all)\n", rejected.size() - 12);
+        break;
+      }
+      out += fmt::format("  {}  {}: {}\n", r["pool"].get<std::string>(),
+                         r["reason"].get<std::string>(), r["detail"].get<std::string>());
+    }
+  }
+  if (d.contains("home") && d["home"].is_object()) {
+    const Json& h = d["home"];
+    out += fmt::format("\nAt home ({}): {} in {}", h["pool"].get<std::string>(),
+                       Cny(h["total_cny"]), Hours(h["completion_h"]));
+    if (!options.empty()) {
+      double saving = h["total_cny"].get<double>() - options[0]["total_cny"].get<double>();
+      out += fmt::format("; the chosen option saves {}", Cny(saving));
+    }
+    out += "\n";
+  } else if (d.contains("home_note")) {
+    out += "\nAt home: " + d.value("home_note", "") + "\n";
+  }
+  if (d.contains("ownership")) {
+    const Json& w = d["ownership"];
+    out += fmt::format("Buying it instead: {} x {}-card {} server(s) {} + energy {} = {}\n",
+                       w["servers"].get<int64_t>(), w["cards_per_server"].get<int64_t>(),
+                       w["accelerator"].get<std::string>(), Cny(w["capex_cny"]),
+                       Cny(w["energy_cny"]), Cny(w["total_cny"]));
+  }
+  return out;
+}
+
+std::string RenderJob(const Json& j, const Json& events) {
+  std::string out;
+  out += fmt::format("Job      {}  ({}, tenant {})\n", j["id"].get<std::string>(),
+                     j["name"].get<std::string>(), j["tenant"].get<std::string>());
+  out += fmt::format("State    {}{}\n", j["state"].get<std::string>(),
+                     j["exit_code"].is_null() ? ""
+                                              : fmt::format(" (exit code {})",
+                                                            j["exit_code"].get<int64_t>()));
+  out += fmt::format("Site     {}\nPool     {}\n", OrDash(j["site"]), OrDash(j["pool"]));
+  out += fmt::format("Why      {}\n", OrDash(j["reason"]));
+  const Json& o = j["order"];
+  if (o.is_object() && !o.empty()) {
+    out += fmt::format(
+        "Ordered  {} x {} at {}/card-h: est. run {}, staging {}, cost {}, energy {} kWh, "
+        "CO2 {} kg\n",
+        o["cards"].get<int64_t>(), o["accelerator"].get<std::string>(),
+        Cny(o["price_cny_per_card_hour"]), Hours(o["run_h"]), Hours(o["transfer_h"]),
+        Cny(o["total_cny"]), Number(o["energy_kwh"]), Number(o["carbon_kg"]));
+  }
+  if (j.contains("metered")) {
+    const Json& m = j["metered"];
+    out += fmt::format("Metered  {} card-h, {}{}\n", Number(m["card_hours"], 4),
+                       Cny(m["total_cny"]), m["final"].get<bool>() ? "" : " so far");
+  }
+  const Json& dec = j["decision"];
+  if (dec.is_object() && dec.contains("options") && dec["options"].size() > 1) {
+    const Json& r = dec["options"][1];
+    out += fmt::format("Runner-up {} at {}\n", r["pool"].get<std::string>(), Cny(r["total_cny"]));
+  }
+  if (events.is_array() && !events.empty()) {
+    out += "\nEvents:\n";
+    for (const auto& e : events) {
+      out += fmt::format("  {}  {:<10} {}\n", TimeOfMs(e["time_ms"]),
+                         e["state"].get<std::string>(), e["reason"].get<std::string>());
+    }
+  }
+  return out;
+}
+
+void InstallStopHandlers() {
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "cpn: a computing power network. Registers sites and their accelerators, senses them, "
+      "and schedules AI jobs across them by cost, time, energy, carbon and data rules."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "cpn 0.1.0");
+  std::string server = DefaultServer();
+  bool as_json = false;
+  auto client_cmd = [&](const std::string& name, const std::string& help) {
+    CLI::App* c = app.add_subcommand(name, help);
+    c->add_option("--server", server, "cpn server address (env CPN_SERVER)")
+        ->capture_default_str();
+    c->add_flag("--json", as_json, "print the server's JSON instead of a table");
+    return c;
+  };
+  int rc = 0;
+
+  // server
+  ServerOptions so;
+  CLI::App* server_cmd = app.add_subcommand("server", "run the platform server (REST API under /v1)");
+  server_cmd->add_option("--listen", so.listen, "address to listen on")->capture_default_str();
+  server_cmd->add_option("--port", so.port, "port; 0 picks a free one")->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  server_cmd->add_option("--db", so.db, "SQLite database file")->capture_default_str();
+  server_cmd->add_option("--topology", so.topology, "topology file with the links between areas "
+                                                    "(default: data/topology/china.json)");
+  server_cmd->add_option("--port-file", so.port_file, "write the bound port to this file");
+  server_cmd->add_option("--heartbeat-timeout-s", so.heartbeat_timeout_s,
+                         "mark a site down after this long without a heartbeat")
+      ->capture_default_str()->check(CLI::Range(0.1, 86400.0));
+  server_cmd->callback([&] { rc = RunServer(so); });
+
+  // agent
+  std::string agent_config, agent_server;
+  CLI::App* agent_cmd = app.add_subcommand("agent", "run a site agent in front of local machines");
+  agent_cmd->add_option("--config", agent_config, "site configuration file (TOML)")->required();
+  agent_cmd->add_option("--server", agent_server, "server address (overrides the config)");
+  agent_cmd->callback([&] { rc = RunAgent(agent_config, agent_server); });
+
+  // dev
+  DevOptions dev;
+  CLI::App* dev_cmd = app.add_subcommand(
+      "dev", "run a whole local network: server, one agent per sample site, sample jobs");
+  dev_cmd->add_flag("--demo", dev.demo, "submit the sample jobs, print the report, shut down");
+  dev_cmd->add_option("--dir", dev.dir, "run directory (default: a new temporary one)");
+  dev_cmd->add_option("--port", dev.port, "server port (default: 8080 for plain dev, any free "
+                                          "port with --demo)");
+  dev_cmd->add_option("--topology", dev.topology, "topology file (default: the shipped sample)");
+  dev_cmd->callback([&] { rc = RunDev(dev); });
+
+  // catalog (offline)
+  CLI::App* catalog_cmd = app.add_subcommand("catalog", "list the accelerator catalog, with sources");
+  catalog_cmd->add_flag("--json", as_json, "print JSON");
+  std::string catalog_id;
+  catalog_cmd->add_option("ID", catalog_id, "show one model with the source of every figure");
+  catalog_cmd->callback([&] {
+    auto c = Catalog::LoadDefault();
+    if (!c.ok()) {
+      rc = Fail(c.status());
+      return;
+    }
+    if (!catalog_id.empty()) {
+      const AcceleratorModel* m = c->Find(catalog_id);
+      if (m == nullptr) {
+        rc = Fail(NotFound("no accelerator '" + catalog_id + "' in the catalog"));
+        return;
+      }
+      if (as_json) {
+        std::cout << AcceleratorToJson(*m).dump(2) << "\n";
+        return;
+      }
+      auto fig = [&](const char* name, const std::optional<double>& v, const char* unit) {
+        std::cout << fmt::format("  {:<22} {:>10}  {}\n", name,
+                                 v ? Number(*v, 1) + " " + unit : std::string("n/a"),
+                                 v ? m->SourceOf(name) : "not published");
+      };
+      std::cout << fmt::format("{} {} ({}, {}, {} market)\n", m->vendor, m->name, m->id, m->kind,
+                               m->market);
+      fig("fp64_tflops", m->fp64_tflops, "TFLOPS");
+      fig("fp32_tflops", m->fp32_tflops, "TFLOPS");
+      fig("fp16_tflops", m->fp16_tflops, "TFLOPS");
+      fig("fp8_tflops", m->fp8_tflops, "TFLOPS");
+      fig("int8_tops", m->int8_tops, "TOPS");
+      fig("memory_gb", m->memory_gb, "GB");
+      fig("memory_bandwidth_gbs", m->memory_bandwidth_gbs, "GB/s");
+      fig("board_power_w", m->board_power_w, "W");
+      fig("server_price_cny", m->server_price_cny, "CNY");
+      std::cout << fmt::format("  FP16-equivalent capacity: {} TFLOPS (basis {})\n",
+                               Number(m->fp16_equivalent_tflops()),
+                               m->fp16_is_native() ? "fp16" : "fp32");
+      std::string sw;
+      for (const auto& s : m->software) sw += (sw.empty() ? "" : ", ") + s;
+      std::cout << "  software: " << sw << "\n";
+      return;
+    }
+    if (as_json) {
+      std::cout << c->ToJson().dump(2) << "\n";
+      return;
+    }
+    Table t({"ID", "VENDOR", "KIND", "FP16-EQ", "FP8", "INT8", "FP32", "FP64", "MEM", "BW",
+             "POWER", "SOFTWARE"});
+    auto num = [](const std::optional<double>& v) { return v ? Number(*v, 1) : "-"; };
+    for (const auto& m : c->models()) {
+      std::string sw;
+      for (const auto& s : m.software) sw += (sw.empty() ? "" : ",") + s;
+      t.Add({m.id, m.vendor, m.kind,
+             Number(m.fp16_equivalent_tflops(), 1) + (m.fp16_is_native() ? "" : "*"),
+             num(m.fp8_tflops), num(m.int8_tops), num(m.fp32_tflops), num(m.fp64_tflops),
+             Number(m.memory_gb, 0) + " GB", Number(m.memory_bandwidth_gbs, 0) + " GB/s",
+             Number(m.board_power_w, 0) + " W", sw});
+    }
+    std::cout << t.Render()
+              << "\nTFLOPS dense, per card (per socket for CPUs). * = rated by FP32 (no FP16 "
+                 "peak published).\n`cpn catalog ID` shows the source of every figure.\n";
+  });
+
+  // sites
+  CLI::App* sites_cmd = client_cmd("sites", "list registered sites and their state");
+  sites_cmd->callback([&] {
+    auto r = Call(server, "GET", "/v1/sites");
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    Table t({"SITE", "NAME", "AREA", "JURISDICTION", "STATE", "POOLS", "CARDS", "BUSY", "PUE",
+             "GREEN"});
+    for (const auto& s : (*r)["sites"]) {
+      int64_t cards = 0, busy = 0;
+      for (const auto& p : s["site"]["pools"]) cards += p["cards"].get<int64_t>();
+      if (s["telemetry"].contains("pools")) {
+        for (const auto& p : s["telemetry"]["pools"]) busy += p.value("busy_cards", int64_t{0});
+      }
+      t.Add({s["id"], s["site"]["name"], s["site"]["area"], s["site"]["jurisdiction"], s["state"],
+             std::to_string(s["site"]["pools"].size()), std::to_string(cards),
+             std::to_string(busy), Number(s["site"]["pue"], 2),
+             Number(s["site"]["green_share"].get<double>() * 100, 0) + "%"});
+    }
+    std::cout << t.Render();
+  });
+
+  // resources
+  std::string r_acc, r_area, r_sw, r_jur;
+  double r_max_price = -1;
+  int64_t r_min_free = 0;
+  CLI::App* res_cmd = client_cmd("resources", "discover pools by accelerator, area, price, free cards");
+  res_cmd->add_option("--accelerator", r_acc, "catalog id, e.g. ascend-910b");
+  res_cmd->add_option("--area", r_area, "hub/cluster area, e.g. nx");
+  res_cmd->add_option("--jurisdiction", r_jur, "e.g. CN-NX");
+  res_cmd->add_option("--software", r_sw, "software the accelerator must run, e.g. cuda");
+  res_cmd->add_option("--max-price", r_max_price, "CNY per card-hour");
+  res_cmd->add_option("--min-free", r_min_free, "at least this many free cards")
+      ->check(CLI::Range(int64_t{0}, kMaxCardsPerJob));
+  res_cmd->callback([&] {
+    std::string q;
+    auto add = [&](const char* k, const std::string& v) {
+      if (!v.empty()) q += (q.empty() ? "?" : "&") + std::string(k) + "=" + net::UrlEncode(v);
+    };
+    add("accelerator", r_acc);
+    add("area", r_area);
+    add("jurisdiction", r_jur);
+    add("software", r_sw);
+    if (r_max_price >= 0) add("max_price", fmt::format("{}", r_max_price));
+    if (r_min_free > 0) add("min_free", std::to_string(r_min_free));
+    auto r = Call(server, "GET", "/v1/resources" + q);
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    Table t({"POOL", "ACCELERATOR", "FREE", "CARDS", "PRICE/CARD-H", "FP16 PFLOPS", "UTIL", "STATE"});
+    for (const auto& p : (*r)["pools"]) {
+      std::string util = "-";
+      if (p["telemetry"].is_object()) {
+        util = Number(p["telemetry"].value("utilisation", 0.0) * 100, 0) + "%";
+      }
+      t.Add({p["pool"], p["accelerator"], std::to_string(p["free_cards"].get<int64_t>()),
+             std::to_string(p["cards"].get<int64_t>()), Cny(p["price_cny_per_card_hour"]),
+             Number(p["fp16_tflops_total"].get<double>() / 1000, 1), util, p["site_state"]});
+    }
+    std::cout << (t.empty() ? "no pools match\n" : t.Render());
+  });
+
+  // quote
+  std::string quote_file, quote_topology;
+  bool offline = false;
+  CLI::App* quote_cmd = client_cmd("quote", "rank where a job would run, without submitting it");
+  quote_cmd->add_option("FILE", quote_file, "job spec (JSON; - for stdin)")->required();
+  quote_cmd->add_flag("--offline", offline,
+                      "quote against the topology file with every pool free; no server needed");
+  quote_cmd->add_option("--topology", quote_topology, "topology for --offline (default: shipped)");
+  quote_cmd->callback([&] {
+    auto text = ReadInput(quote_file);
+    if (!text.ok()) {
+      rc = Fail(text.status());
+      return;
+    }
+    Result<Json> decision = Internal("unset");
+    if (offline) {
+      auto catalog = Catalog::LoadDefault();
+      if (!catalog.ok()) {
+        rc = Fail(catalog.status());
+        return;
+      }
+      auto topo = quote_topology.empty() ? Topology::LoadDefault(*catalog)
+                                         : Topology::LoadFile(quote_topology, *catalog);
+      if (!topo.ok()) {
+        rc = Fail(topo.status());
+        return;
+      }
+      auto doc = ParseJson(*text, quote_file);
+      if (!doc.ok()) {
+        rc = Fail(doc.status());
+        return;
+      }
+      auto spec = JobSpecFromJson(*doc, *catalog);
+      if (!spec.ok()) {
+        rc = Fail(spec.status());
+        return;
+      }
+      sched::SchedulerInput in{&*catalog, &*topo, nullptr};
+      decision = sched::DecisionToJson(sched::Decide(*spec, in), *spec, *catalog, *topo);
+    } else {
+      decision = Call(server, "POST", "/v1/quotes", *text);
+    }
+    if (!decision.ok()) {
+      rc = Fail(decision.status());
+      return;
+    }
+    std::cout << (as_json ? decision->dump(2) + "\n" : RenderDecision(*decision));
+  });
+
+  // submit
+  std::string submit_file;
+  CLI::App* submit_cmd = client_cmd("submit", "submit a job; prints its id and placement");
+  submit_cmd->add_option("FILE", submit_file, "job spec (JSON; - for stdin)")->required();
+  submit_cmd->callback([&] {
+    auto text = ReadInput(submit_file);
+    if (!text.ok()) {
+      rc = Fail(text.status());
+      return;
+    }
+    auto r = Call(server, "POST", "/v1/jobs", *text);
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    std::cout << fmt::format("{}  {}  {}\n{}\n", (*r)["id"].get<std::string>(),
+                             (*r)["state"].get<std::string>(), OrDash((*r)["pool"]),
+                             (*r)["reason"].get<std::string>());
+  });
+
+  // jobs
+  std::string j_tenant, j_state, j_page;
+  int64_t j_limit = 50;
+  CLI::App* jobs_cmd = client_cmd("jobs", "list jobs (paged)");
+  jobs_cmd->add_option("--tenant", j_tenant, "only this tenant's jobs");
+  jobs_cmd->add_option("--state", j_state, "only jobs in this state");
+  jobs_cmd->add_option("--limit", j_limit, "jobs per page")->check(CLI::Range(1, 1000));
+  jobs_cmd->add_option("--page-token", j_page, "continue after this job id");
+  jobs_cmd->callback([&] {
+    std::string q = "?limit=" + std::to_string(j_limit);
+    if (!j_tenant.empty()) q += "&tenant=" + net::UrlEncode(j_tenant);
+    if (!j_state.empty()) q += "&state=" + net::UrlEncode(j_state);
+    if (!j_page.empty()) q += "&page_token=" + net::UrlEncode(j_page);
+    auto r = Call(server, "GET", "/v1/jobs" + q);
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    Table t({"ID", "NAME", "TENANT", "STATE", "POOL", "EST. COST", "CREATED"});
+    for (const auto& j : (*r)["jobs"]) {
+      std::string cost = j["order"].is_object() && j["order"].contains("total_cny")
+                             ? Cny(j["order"]["total_cny"])
+                             : "-";
+      t.Add({j["id"], j["name"], j["tenant"], j["state"], OrDash(j["pool"]), cost,
+             TimeOfMs(j["created_ms"])});
+    }
+    std::cout << (t.empty() ? "no jobs\n" : t.Render());
+    if (r->contains("next_page_token")) {
+      std::cout << "more: --page-token " << (*r)["next_page_token"].get<std::string>() << "\n";
+    }
+  });
+
+  // job
+  std::string job_id;
+  CLI::App* job_cmd = client_cmd("job", "show one job: placement, why, cost, events");
+  job_cmd->add_option("ID", job_id, "job id")->required();
+  job_cmd->callback([&] {
+    auto r = Call(server, "GET", "/v1/jobs/" + net::UrlEncode(job_id));
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    auto ev = Call(server, "GET", "/v1/jobs/" + net::UrlEncode(job_id) + "/events");
+    if (!ev.ok()) {
+      rc = Fail(ev.status());
+      return;
+    }
+    if (as_json) {
+      Json out = *r;
+      out["events"] = (*ev)["events"];
+      std::cout << out.dump(2) << "\n";
+      return;
+    }
+    std::cout << RenderJob(*r, (*ev)["events"]);
+  });
+
+  // cancel
+  std::string cancel_id;
+  CLI::App* cancel_cmd = client_cmd("cancel", "cancel a job");
+  cancel_cmd->add_option("ID", cancel_id, "job id")->required();
+  cancel_cmd->callback([&] {
+    auto r = Call(server, "POST", "/v1/jobs/" + net::UrlEncode(cancel_id) + "/cancel");
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    std::cout << fmt::format("{}  {}{}\n", (*r)["id"].get<std::string>(),
+                             (*r)["state"].get<std::string>(),
+                             (*r)["cancel_requested"].get<bool>() &&
+                                     (*r)["state"] != "cancelled"
+                                 ? " (cancel requested; the site will stop it)"
+                                 : "");
+  });
+
+  // logs
+  std::string logs_id;
+  bool follow = false;
+  CLI::App* logs_cmd = app.add_subcommand("logs", "print a job's output (-f follows it)");
+  logs_cmd->add_option("--server", server, "cpn server address (env CPN_SERVER)")
+      ->capture_default_str();
+  logs_cmd->add_option("ID", logs_id, "job id")->required();
+  logs_cmd->add_flag("-f,--follow", follow, "keep printing until the job ends");
+  logs_cmd->callback([&] {
+    auto client = net::HttpClient::Create(server, 40'000);
+    if (!client.ok()) {
+      rc = Fail(client.status());
+      return;
+    }
+    int64_t offset = 0;
+    while (!g_stop) {
+      std::string target = fmt::format("/v1/jobs/{}/logs?offset={}{}", net::UrlEncode(logs_id),
+                                       offset, follow ? "&follow=1&wait_ms=20000" : "");
+      auto r = client->Send("GET", target);
+      if (!r.ok()) {
+        rc = Fail(r.status());
+        return;
+      }
+      if (r->status >= 400) {
+        Json j = Json::parse(r->body, nullptr, false);
+        rc = Fail(InvalidArgument(j.is_object() && j.contains("error")
+                                      ? j["error"].value("message", r->body)
+                                      : r->body));
+        return;
+      }
+      std::cout << r->body << std::flush;
+      offset += static_cast<int64_t>(r->body.size());
+      bool done = IsTerminalState(r->headers["x-cpn-job-state"]);
+      if (!follow || (done && r->body.empty())) break;
+    }
+  });
+
+  InstallStopHandlers();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return rc;
+}
+
+}  // namespace cpn::cli

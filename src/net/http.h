@@ -1,0 +1,44 @@
+// Plain HTTP request and response values shared by the server, the client and
+// the API router. They carry no Boost types, so code that handles requests
+// (the API, tests) never includes Beast or Asio; only http_server.cc and
+// http_client.cc do.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace cpn::net {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query, as sent
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+  std::string peer;    // "127.0.0.1:53122"
+  // For long polls: false once the server has stopped waiting.
+  bool may_wait = true;
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::map<std::string, std::string> headers;
+  // A handler that has nothing yet for a long poll sets this to how long the
+  // client asked to wait; the server calls it again until then.
+  int64_t wait_up_to_ms = 0;
+};
+
+// Splits "/v1/jobs?limit=5&state=running" into path and decoded query params.
+std::string PathOf(const std::string& target);
+std::map<std::string, std::string> QueryOf(const std::string& target);
+std::string UrlEncode(const std::string& s);
+std::string UrlDecode(const std::string& s);
+
+}  // namespace cpn::net

@@ -1,0 +1,49 @@
+// HttpServer: a small HTTP/1.1 server on Boost.Beast that hands each request
+// to one handler function.
+//
+// It owns its io_context and a pool of threads; the handler is called on those
+// threads concurrently and must be thread-safe. Limits that protect the
+// server: header size (16 KiB), body size (configurable, 413 beyond it),
+// and an idle/read timeout per connection, so a slow or silent client cannot
+// hold a connection forever. Start() binds (port 0 picks a free port) and
+// returns the bound port; Stop() closes the listener and joins the threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "src/core/status.h"
+#include "src/net/http.h"
+
+namespace cpn::net {
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;
+  int threads = 4;
+  uint64_t max_body_bytes = 1 << 20;
+  int read_timeout_s = 30;
+};
+
+class HttpServer {
+ public:
+  HttpServer(HttpServerOptions options, HttpHandler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts serving; returns the bound port.
+  Result<uint16_t> Start();
+  void Stop();
+
+  struct Impl;  // defined in http_server.cc; public only for its coroutines
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cpn::net

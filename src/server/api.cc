@@ -1,0 +1,401 @@
+#include "src/server/api.h"
+
+#include <charconv>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "src/core/ids.h"
+
+namespace cpn {
+
+using net::HttpRequest;
+using net::HttpResponse;
+
+int HttpStatusFor(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists: return 409;
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kResourceExhausted: return 429;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+HttpResponse JsonResponse(int status, const Json& body) {
+  HttpResponse r;
+  r.status = status;
+  // Replace invalid UTF-8 rather than throw: bodies may echo user input.
+  r.body = body.dump(-1, ' ', false, Json::error_handler_t::replace);
+  return r;
+}
+
+HttpResponse ErrorResponse(const Status& s) {
+  int status = HttpStatusFor(s.code());
+  return JsonResponse(status, {{"error",
+                                {{"code", StatusCodeName(s.code())},
+                                 {"message", s.message()},
+                                 {"status", status}}}});
+}
+
+namespace {
+
+HttpResponse Error(int status, const std::string& code, const std::string& message) {
+  return JsonResponse(status,
+                      {{"error", {{"code", code}, {"message", message}, {"status", status}}}});
+}
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    std::string part = path.substr(start, slash == std::string::npos ? std::string::npos
+                                                                     : slash - start);
+    if (!part.empty()) parts.push_back(net::UrlDecode(part));
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return parts;
+}
+
+bool IsJson(const HttpRequest& req) {
+  std::string ct = req.Header("content-type");
+  return ct.rfind("application/json", 0) == 0;
+}
+
+Result<Json> JsonBody(const HttpRequest& req) {
+  if (!IsJson(req)) {
+    return Status(StatusCode::kInvalidArgument,
+                  "expected Content-Type: application/json, got '" +
+                      req.Header("content-type").substr(0, 64) + "'");
+  }
+  return ParseJson(req.body, "request body");
+}
+
+Result<int64_t> IntParam(const std::map<std::string, std::string>& q, const std::string& name,
+                         int64_t def, int64_t min, int64_t max) {
+  auto it = q.find(name);
+  if (it == q.end()) return def;
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+  if (ec != std::errc() || p != it->second.data() + it->second.size() || v < min || v > max) {
+    return InvalidArgument(fmt::format("query parameter {}: expected an integer between {} and "
+                                       "{}, got '{}'",
+                                       name, min, max, it->second.substr(0, 32)));
+  }
+  return v;
+}
+
+Status CheckParams(const std::map<std::string, std::string>& q,
+                   std::initializer_list<const char*> allowed) {
+  for (const auto& [k, v] : q) {
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || k == a;
+    if (!ok) {
+      std::string list;
+      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return InvalidArgument("unknown query parameter '" + k.substr(0, 32) + "' (accepted: " +
+                             (list.empty() ? "none" : list) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Json SiteRecordToJson(const SiteRecord& r) {
+  return Json{{"id", r.id},
+              {"state", r.state},
+              {"registered_ms", r.registered_ms},
+              {"last_heartbeat_ms", r.last_heartbeat_ms},
+              {"site", r.site},
+              {"telemetry", r.telemetry}};
+}
+
+}  // namespace
+
+HttpResponse Api::Handle(const HttpRequest& req) {
+  requests_++;
+  HttpResponse r = Route(req);
+  if (r.status >= 500) server_errors_++;
+  else if (r.status >= 400) client_errors_++;
+  return r;
+}
+
+HttpResponse Api::Route(const HttpRequest& req) {
+  const std::string path = net::PathOf(req.target);
+  const auto query = net::QueryOf(req.target);
+  const auto parts = SplitPath(path);
+  const std::string& m = req.method;
+  auto method_not_allowed = [&](const char* allowed) {
+    HttpResponse r = Error(405, "method_not_allowed",
+                           m + " is not allowed on " + path + " (allowed: " + allowed + ")");
+    r.headers["Allow"] = allowed;
+    return r;
+  };
+
+  if (path == "/healthz") {
+    if (m != "GET") return method_not_allowed("GET");
+    return JsonResponse(200, {{"status", "ok"}});
+  }
+  if (path == "/metrics") {
+    if (m != "GET") return method_not_allowed("GET");
+    auto text = platform_.Metrics();
+    if (!text.ok()) return ErrorResponse(text.status());
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = *text + fmt::format(
+                         "# HELP cpn_http_requests_total HTTP requests handled.\n"
+                         "# TYPE cpn_http_requests_total counter\n"
+                         "cpn_http_requests_total {}\n"
+                         "# HELP cpn_http_client_errors_total Requests answered 4xx.\n"
+                         "# TYPE cpn_http_client_errors_total counter\n"
+                         "cpn_http_client_errors_total {}\n"
+                         "# HELP cpn_http_server_errors_total Requests answered 5xx.\n"
+                         "# TYPE cpn_http_server_errors_total counter\n"
+                         "cpn_http_server_errors_total {}\n",
+                         requests_.load(), client_errors_.load(), server_errors_.load());
+    return r;
+  }
+  if (parts.empty() || parts[0] != "v1") {
+    return Error(404, "not_found", "no such endpoint: " + path.substr(0, 200) +
+                                       " (the API lives under /v1; see docs/api.md)");
+  }
+
+  // /v1/catalog
+  if (parts.size() == 2 && parts[1] == "catalog") {
+    if (m != "GET") return method_not_allowed("GET");
+    return JsonResponse(200, platform_.catalog().ToJson());
+  }
+
+  // /v1/sites, /v1/sites/{node}/{provider}/{site}[/heartbeat]
+  if (parts.size() >= 2 && parts[1] == "sites") {
+    if (parts.size() == 2) {
+      if (m == "GET") {
+        auto sites = platform_.ListSites();
+        if (!sites.ok()) return ErrorResponse(sites.status());
+        Json list = Json::array();
+        for (const auto& s : *sites) list.push_back(SiteRecordToJson(s));
+        return JsonResponse(200, {{"sites", list}});
+      }
+      if (m == "POST") {
+        auto body = JsonBody(req);
+        if (!body.ok()) return ErrorResponse(body.status());
+        auto r = platform_.RegisterSite(*body);
+        if (!r.ok()) return ErrorResponse(r.status());
+        return JsonResponse(200, SiteRecordToJson(*r));
+      }
+      return method_not_allowed("GET, POST");
+    }
+    if (parts.size() == 5 || (parts.size() == 6 && parts[5] == "heartbeat")) {
+      std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
+      if (parts.size() == 6) {
+        if (m != "POST") return method_not_allowed("POST");
+        auto body = JsonBody(req);
+        if (!body.ok()) return ErrorResponse(body.status());
+        auto reply = platform_.Heartbeat(id, *body);
+        if (!reply.ok()) return ErrorResponse(reply.status());
+        Json a = Json::array();
+        for (const auto& x : reply->assignments) {
+          a.push_back({{"job", x.job_id},
+                       {"pool", x.pool_id},
+                       {"accelerator", x.accelerator},
+                       {"cards", x.cards},
+                       {"run", x.run}});
+        }
+        return JsonResponse(200, {{"assignments", a}, {"cancel", reply->cancels}});
+      }
+      if (m == "GET") {
+        auto r = platform_.GetSite(id);
+        if (!r.ok()) return ErrorResponse(r.status());
+        return JsonResponse(200, SiteRecordToJson(*r));
+      }
+      if (m == "DELETE") {
+        Status s = platform_.DeregisterSite(id);
+        if (!s.ok()) return ErrorResponse(s);
+        return JsonResponse(200, {{"id", id}, {"state", "deregistered"}});
+      }
+      return method_not_allowed("GET, DELETE");
+    }
+    return Error(404, "not_found",
+                 "site paths are /v1/sites/{node}/{provider}/{site}, e.g. "
+                 "/v1/sites/cn.nx/zwcloud/zw-01");
+  }
+
+  if (parts.size() == 2 && parts[1] == "resources") {
+    if (m != "GET") return method_not_allowed("GET");
+    Status s = CheckParams(query, {"accelerator", "area", "jurisdiction", "software",
+                                   "max_price", "min_free"});
+    if (!s.ok()) return ErrorResponse(s);
+    ResourceQuery q;
+    if (query.count("accelerator")) q.accelerator = query.at("accelerator");
+    if (query.count("area")) q.area = query.at("area");
+    if (query.count("jurisdiction")) q.jurisdiction = query.at("jurisdiction");
+    if (query.count("software")) q.software = query.at("software");
+    if (query.count("max_price")) {
+      const std::string& v = query.at("max_price");
+      char* end = nullptr;
+      double d = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end != '\0' || !(d >= 0)) {
+        return ErrorResponse(InvalidArgument("query parameter max_price: expected a "
+                                             "non-negative number, got '" +
+                                             v.substr(0, 32) + "'"));
+      }
+      q.max_price = d;
+    }
+    auto min_free = IntParam(query, "min_free", 0, 0, kMaxCardsPerJob);
+    if (!min_free.ok()) return ErrorResponse(min_free.status());
+    q.min_free = *min_free;
+    if (!q.accelerator.empty() && platform_.catalog().Find(q.accelerator) == nullptr) {
+      return ErrorResponse(NotFound("unknown accelerator '" + q.accelerator.substr(0, 64) +
+                                    "' (GET /v1/catalog lists them)"));
+    }
+    auto r = platform_.Resources(q);
+    if (!r.ok()) return ErrorResponse(r.status());
+    return JsonResponse(200, {{"pools", *r}});
+  }
+
+  if (parts.size() == 2 && parts[1] == "quotes") {
+    if (m != "POST") return method_not_allowed("POST");
+    auto body = JsonBody(req);
+    if (!body.ok()) return ErrorResponse(body.status());
+    auto spec = JobSpecFromJson(*body, platform_.catalog());
+    if (!spec.ok()) return ErrorResponse(spec.status());
+    auto q = platform_.Quote(*spec);
+    if (!q.ok()) return ErrorResponse(q.status());
+    return JsonResponse(200, *q);
+  }
+
+  if (parts.size() >= 2 && parts[1] == "jobs") {
+    if (parts.size() == 2) {
+      if (m == "POST") {
+        auto body = JsonBody(req);
+        if (!body.ok()) return ErrorResponse(body.status());
+        auto spec = JobSpecFromJson(*body, platform_.catalog());
+        if (!spec.ok()) return ErrorResponse(spec.status());
+        auto job = platform_.Submit(*spec);
+        if (!job.ok()) return ErrorResponse(job.status());
+        return JsonResponse(201, platform_.JobToJson(*job));
+      }
+      if (m == "GET") {
+        Status s = CheckParams(query, {"tenant", "state", "limit", "page_token"});
+        if (!s.ok()) return ErrorResponse(s);
+        auto limit = IntParam(query, "limit", 50, 1, 1000);
+        if (!limit.ok()) return ErrorResponse(limit.status());
+        JobFilter f;
+        f.limit = *limit;
+        if (query.count("tenant")) f.tenant = query.at("tenant");
+        if (query.count("state")) f.state = query.at("state");
+        if (query.count("page_token")) f.after_id = query.at("page_token");
+        auto jobs = platform_.ListJobs(f);
+        if (!jobs.ok()) return ErrorResponse(jobs.status());
+        Json list = Json::array();
+        for (const auto& j : *jobs) list.push_back(platform_.JobToJson(j));
+        Json out{{"jobs", list}};
+        if (static_cast<int64_t>(jobs->size()) == f.limit) out["next_page_token"] = jobs->back().id;
+        return JsonResponse(200, out);
+      }
+      return method_not_allowed("GET, POST");
+    }
+    const std::string& id = parts[2];
+    if (parts.size() == 3) {
+      if (m != "GET") return method_not_allowed("GET");
+      auto job = platform_.GetJob(id);
+      if (!job.ok()) return ErrorResponse(job.status());
+      return JsonResponse(200, platform_.JobToJson(*job));
+    }
+    if (parts.size() == 4 && parts[3] == "cancel") {
+      if (m != "POST") return method_not_allowed("POST");
+      auto job = platform_.Cancel(id);
+      if (!job.ok()) return ErrorResponse(job.status());
+      return JsonResponse(200, platform_.JobToJson(*job));
+    }
+    if (parts.size() == 4 && parts[3] == "events") {
+      if (m != "GET") return method_not_allowed("GET");
+      auto events = platform_.Events(id);
+      if (!events.ok()) return ErrorResponse(events.status());
+      Json list = Json::array();
+      for (const auto& e : *events) {
+        list.push_back({{"seq", e.seq}, {"time_ms", e.time_ms}, {"state", e.state},
+                        {"reason", e.reason}});
+      }
+      return JsonResponse(200, {{"job", id}, {"events", list}});
+    }
+    if (parts.size() == 4 && parts[3] == "status") {
+      if (m != "POST") return method_not_allowed("POST");
+      auto body = JsonBody(req);
+      if (!body.ok()) return ErrorResponse(body.status());
+      FieldReader r(*body, "status");
+      JobReport rep;
+      int64_t exit_code = 0;
+      r.String("site", &rep.site_id);
+      r.String("state", &rep.state);
+      r.String("reason", &rep.reason, false);
+      bool has_exit = r.has("exit_code");
+      r.Int("exit_code", &exit_code, -1000, 1000, false);
+      Status s = r.Finish();
+      if (!s.ok()) return ErrorResponse(s);
+      if (has_exit) rep.exit_code = exit_code;
+      s = platform_.Report(id, rep);
+      if (!s.ok()) return ErrorResponse(s);
+      auto job = platform_.GetJob(id);
+      if (!job.ok()) return ErrorResponse(job.status());
+      return JsonResponse(200, platform_.JobToJson(*job));
+    }
+    if (parts.size() == 4 && parts[3] == "logs") {
+      if (m == "POST") {
+        Status s = CheckParams(query, {"site", "offset"});
+        if (!s.ok()) return ErrorResponse(s);
+        std::string ct = req.Header("content-type");
+        if (ct.rfind("application/octet-stream", 0) != 0 && ct.rfind("text/plain", 0) != 0) {
+          return ErrorResponse(InvalidArgument(
+              "log uploads need Content-Type: application/octet-stream or text/plain"));
+        }
+        auto offset = IntParam(query, "offset", -1, 0, int64_t{1} << 50);
+        if (!offset.ok()) return ErrorResponse(offset.status());
+        if (*offset < 0 || !query.count("site")) {
+          return ErrorResponse(InvalidArgument("log uploads need ?site=...&offset=N"));
+        }
+        auto size = platform_.AppendLog(id, query.at("site"), *offset, req.body);
+        if (!size.ok()) return ErrorResponse(size.status());
+        return JsonResponse(200, {{"job", id}, {"log_bytes", *size}});
+      }
+      if (m == "GET") {
+        Status s = CheckParams(query, {"offset", "max_bytes", "follow", "wait_ms"});
+        if (!s.ok()) return ErrorResponse(s);
+        auto offset = IntParam(query, "offset", 0, 0, int64_t{1} << 50);
+        if (!offset.ok()) return ErrorResponse(offset.status());
+        auto max_bytes = IntParam(query, "max_bytes", 1 << 20, 1, 16 << 20);
+        if (!max_bytes.ok()) return ErrorResponse(max_bytes.status());
+        auto wait_ms = IntParam(query, "wait_ms", 20'000, 0, 60'000);
+        if (!wait_ms.ok()) return ErrorResponse(wait_ms.status());
+        bool follow = query.count("follow") && query.at("follow") != "0" &&
+                      query.at("follow") != "false";
+        auto job = platform_.GetJob(id);
+        if (!job.ok()) return ErrorResponse(job.status());
+        auto data = platform_.ReadLog(id, *offset, *max_bytes);
+        if (!data.ok()) return ErrorResponse(data.status());
+        bool done = IsTerminalState(job->state);
+        HttpResponse r;
+        // Follow mode: hold the request until there is new output or the job ends.
+        if (follow && data->empty() && !done && req.may_wait) {
+          r.wait_up_to_ms = *wait_ms;
+          return r;
+        }
+        r.content_type = "application/octet-stream";
+        r.body = std::move(*data);
+        r.headers["X-Cpn-Log-Offset"] = std::to_string(*offset + static_cast<int64_t>(r.body.size()));
+        r.headers["X-Cpn-Job-State"] = job->state;
+        return r;
+      }
+      return method_not_allowed("GET, POST");
+    }
+  }
+  return Error(404, "not_found", "no such endpoint: " + m + " " + path.substr(0, 200));
+}
+
+}  // namespace cpn

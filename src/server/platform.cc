@@ -1,0 +1,479 @@
+#include "src/server/platform.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "src/core/ids.h"
+#include "src/sched/explain.h"
+
+namespace cpn {
+
+Platform::Platform(Store& store, const Clock& clock, const Catalog& catalog,
+                   const Topology& network, std::function<std::string()> new_job_id,
+                   PlatformOptions options)
+    : store_(store),
+      clock_(clock),
+      catalog_(catalog),
+      network_(network),
+      new_job_id_(std::move(new_job_id)),
+      options_(options) {}
+
+JobEvent Platform::Event(const std::string& job_id, const std::string& state,
+                         std::string reason) const {
+  return JobEvent{0, job_id, clock_.NowMs(), state, std::move(reason)};
+}
+
+Result<SiteRecord> Platform::RegisterSite(const Json& body) {
+  auto site = SiteFromJson(body, "site", catalog_);
+  if (!site.ok()) return site.status();
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetSite(site->id);
+  if (!existing.ok()) return existing.status();
+  SiteRecord r;
+  r.id = site->id;
+  r.site = SiteToJson(*site);
+  r.state = "up";
+  r.registered_ms = existing->has_value() && (*existing)->state != "deregistered"
+                        ? (*existing)->registered_ms
+                        : clock_.NowMs();
+  r.last_heartbeat_ms = clock_.NowMs();
+  if (existing->has_value()) r.telemetry = (*existing)->telemetry;
+  // A re-registration may shrink a pool; cards held by running jobs stay held.
+  CPN_RETURN_IF_ERROR(store_.PutSite(r));
+  return r;
+}
+
+Status Platform::DeregisterSite(const std::string& id) {
+  CPN_RETURN_IF_ERROR(ValidateSiteId(id, "site"));
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetSite(id);
+  if (!existing.ok()) return existing.status();
+  if (!existing->has_value() || (*existing)->state == "deregistered") {
+    return NotFound("site " + id + " is not registered");
+  }
+  SiteRecord r = **existing;
+  r.state = "deregistered";
+  return store_.PutSite(r);
+}
+
+Result<SiteRecord> Platform::GetSite(const std::string& id) {
+  CPN_RETURN_IF_ERROR(ValidateSiteId(id, "site"));
+  auto r = store_.GetSite(id);
+  if (!r.ok()) return r.status();
+  if (!r->has_value()) return NotFound("site " + id + " is not registered");
+  return **r;
+}
+
+Result<std::vector<SiteRecord>> Platform::ListSites() {
+  auto all = store_.ListSites();
+  if (!all.ok()) return all.status();
+  std::vector<SiteRecord> out;
+  for (auto& s : *all) {
+    if (s.state != "deregistered") out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Json& telemetry) {
+  CPN_RETURN_IF_ERROR(ValidateSiteId(site_id, "site"));
+  if (!telemetry.is_object()) return InvalidArgument("heartbeat: expected a JSON object");
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetSite(site_id);
+  if (!existing.ok()) return existing.status();
+  if (!existing->has_value() || (*existing)->state == "deregistered") {
+    return NotFound("site " + site_id + " is not registered; register it first");
+  }
+  SiteRecord r = **existing;
+  r.state = "up";
+  r.last_heartbeat_ms = clock_.NowMs();
+  r.telemetry = telemetry;
+  CPN_RETURN_IF_ERROR(store_.PutSite(r));
+
+  HeartbeatReply reply;
+  auto active = store_.ListActiveJobs();
+  if (!active.ok()) return active.status();
+  for (const auto& job : *active) {
+    if (job.site_id != site_id) continue;
+    if (job.cancel_requested) {
+      reply.cancels.push_back(job.id);
+    } else if (job.state == "scheduled") {
+      Assignment a;
+      a.job_id = job.id;
+      a.pool_id = job.pool_id;
+      a.cards = job.spec["resources"]["cards"].get<int64_t>();
+      a.accelerator = job.order.value("accelerator", "");
+      a.run = job.spec["run"];
+      reply.assignments.push_back(std::move(a));
+    }
+  }
+  return reply;
+}
+
+Result<Platform::Snapshot> Platform::SnapshotLocked() {
+  auto sites = store_.ListSites();
+  if (!sites.ok()) return sites.status();
+  auto active = store_.ListActiveJobs();
+  if (!active.ok()) return active.status();
+  Snapshot snap;
+  for (const auto& j : *active) {
+    if (!j.pool_id.empty()) snap.busy[j.pool_id] += j.spec["resources"]["cards"].get<int64_t>();
+  }
+  std::vector<Site> parsed;
+  for (const auto& r : *sites) {
+    if (r.state == "deregistered") continue;
+    auto s = SiteFromJson(r.site, "stored site", catalog_);
+    if (!s.ok()) continue;  // written by us after validation; cannot fail unless the catalog shrank
+    for (const auto& p : s->pools) {
+      int64_t busy = snap.busy.count(p.id) ? snap.busy[p.id] : 0;
+      snap.loads[p.id] = {std::max<int64_t>(0, p.cards - busy), r.state == "up"};
+    }
+    parsed.push_back(std::move(s).value());
+  }
+  // Sites the network file knows but that have not registered still tell the
+  // scheduler where data lives (location, jurisdiction), without any pools.
+  for (const Site& known : network_.sites()) {
+    bool registered = std::any_of(parsed.begin(), parsed.end(),
+                                  [&](const Site& s) { return s.id == known.id; });
+    if (!registered) {
+      Site location_only = known;
+      location_only.pools.clear();
+      parsed.push_back(std::move(location_only));
+    }
+  }
+  snap.topology = Topology::Make(std::move(parsed), network_.links(), network_.intra_area(),
+                                 network_.default_link());
+  return snap;
+}
+
+Result<Json> Platform::Resources(const ResourceQuery& q) {
+  std::lock_guard lock(mu_);
+  auto snap = SnapshotLocked();
+  if (!snap.ok()) return snap.status();
+  auto sites = store_.ListSites();
+  if (!sites.ok()) return sites.status();
+  std::map<std::string, const SiteRecord*> records;
+  for (const auto& r : *sites) records[r.id] = &r;
+  Json out = Json::array();
+  for (const Site& s : snap->topology.sites()) {
+    if (!q.area.empty() && s.area != q.area) continue;
+    if (!q.jurisdiction.empty() && s.jurisdiction != q.jurisdiction) continue;
+    const SiteRecord* rec = records[s.id];
+    for (const Pool& p : s.pools) {
+      const AcceleratorModel* m = catalog_.Find(p.accelerator);
+      if (!q.accelerator.empty() && p.accelerator != q.accelerator) continue;
+      if (q.max_price && p.price_cny_per_card_hour > *q.max_price) continue;
+      if (!q.software.empty() && (m == nullptr || !m->HasSoftware(q.software))) continue;
+      const auto& load = snap->loads[p.id];
+      if (load.free_cards < q.min_free) continue;
+      Json pool_telemetry = nullptr;
+      if (rec != nullptr && rec->telemetry.contains("pools")) {
+        for (const auto& t : rec->telemetry["pools"]) {
+          if (t.value("id", "") == p.id) pool_telemetry = t;
+        }
+      }
+      out.push_back({{"pool", p.id},
+                     {"site", s.id},
+                     {"site_state", rec ? rec->state : "unknown"},
+                     {"area", s.area},
+                     {"jurisdiction", s.jurisdiction},
+                     {"accelerator", p.accelerator},
+                     {"cards", p.cards},
+                     {"free_cards", load.free_cards},
+                     {"price_cny_per_card_hour", p.price_cny_per_card_hour},
+                     {"fp16_tflops_total",
+                      m ? m->fp16_equivalent_tflops() * static_cast<double>(p.cards) : 0.0},
+                     {"software", m ? Json(m->software) : Json::array()},
+                     {"pue", s.pue},
+                     {"carbon_kg_per_kwh", s.carbon_kg_per_kwh},
+                     {"green_share", s.green_share},
+                     {"telemetry", pool_telemetry}});
+    }
+  }
+  return out;
+}
+
+Result<Json> Platform::Quote(const JobSpec& job) {
+  std::lock_guard lock(mu_);
+  auto snap = SnapshotLocked();
+  if (!snap.ok()) return snap.status();
+  sched::SchedulerInput in{&catalog_, &snap->topology, &snap->loads};
+  sched::Decision d = sched::Decide(job, in);
+  return sched::DecisionToJson(d, job, catalog_, snap->topology);
+}
+
+Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
+  *placed = false;
+  auto spec = JobSpecFromJson(job.spec, catalog_);
+  if (!spec.ok()) return spec.status();
+  sched::SchedulerInput in{&catalog_, &snap.topology, &snap.loads};
+  sched::Decision d = sched::Decide(*spec, in);
+  Json explained = sched::DecisionToJson(d, *spec, catalog_, snap.topology);
+  job.updated_ms = clock_.NowMs();
+  if (const sched::Option* best = d.chosen()) {
+    job.state = "scheduled";
+    job.site_id = best->site_id;
+    job.pool_id = best->pool_id;
+    job.attempts += 1;
+    job.decision = explained;
+    // The order: the chosen option priced now; billing uses this snapshot.
+    job.order = sched::OptionToJson(*best);
+    job.reason = d.summary;
+    snap.loads[best->pool_id].free_cards -= spec->cards;
+    *placed = true;
+    return store_.UpdateJob(job, Event(job.id, "scheduled", d.summary));
+  }
+  // Still waiting: record why only when the reason changes, so a queued job's
+  // event list does not grow every tick.
+  if (job.reason != d.summary) {
+    job.reason = d.summary;
+    job.decision = explained;
+    return store_.UpdateJob(job, Event(job.id, "pending", d.summary));
+  }
+  return Status::Ok();
+}
+
+Result<JobRecord> Platform::Submit(const JobSpec& spec) {
+  std::lock_guard lock(mu_);
+  auto snap = SnapshotLocked();
+  if (!snap.ok()) return snap.status();
+  sched::SchedulerInput in{&catalog_, &snap->topology, &snap->loads};
+  sched::Decision d = sched::Decide(spec, in);
+  if (d.outcome == sched::Outcome::kInfeasible) {
+    return FailedPrecondition("job cannot run anywhere in the network: " + d.summary +
+                              " (see `cpn quote` for each pool's reason)");
+  }
+  JobRecord job;
+  job.id = new_job_id_();
+  job.tenant = spec.tenant;
+  job.spec = JobSpecToJson(spec);
+  job.created_ms = job.updated_ms = clock_.NowMs();
+  CPN_RETURN_IF_ERROR(store_.CreateJob(job, Event(job.id, "pending", "submitted")));
+  bool placed = false;
+  CPN_RETURN_IF_ERROR(PlaceLocked(job, *snap, &placed));
+  return job;
+}
+
+Result<JobRecord> Platform::GetJob(const std::string& id) {
+  if (!IsValidJobId(id)) {
+    return InvalidArgument("'" + id.substr(0, 64) + "' is not a job id (job-<12 hex digits>)");
+  }
+  auto r = store_.GetJob(id);
+  if (!r.ok()) return r.status();
+  if (!r->has_value()) return NotFound("job " + id + " not found");
+  return **r;
+}
+
+Result<std::vector<JobRecord>> Platform::ListJobs(const JobFilter& filter) {
+  return store_.ListJobs(filter);
+}
+
+Result<std::vector<JobEvent>> Platform::Events(const std::string& id) {
+  auto job = GetJob(id);
+  if (!job.ok()) return job.status();
+  return store_.ListEvents(id);
+}
+
+Result<JobRecord> Platform::Cancel(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto job = GetJob(id);
+  if (!job.ok()) return job.status();
+  JobRecord j = *job;
+  if (IsTerminalState(j.state)) {
+    return FailedPrecondition("job " + id + " already " + j.state);
+  }
+  j.updated_ms = clock_.NowMs();
+  if (j.state == "pending") {
+    j.state = "cancelled";
+    j.finished_ms = j.updated_ms;
+    j.reason = "cancelled by user before placement";
+    CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(id, "cancelled", j.reason)));
+    return j;
+  }
+  if (!j.cancel_requested) {
+    j.cancel_requested = true;
+    CPN_RETURN_IF_ERROR(
+        store_.UpdateJob(j, Event(id, j.state, "cancel requested; waiting for " + j.site_id)));
+  }
+  return j;
+}
+
+Status Platform::Report(const std::string& job_id, const JobReport& rep) {
+  static const std::vector<std::string> kStates = {"running", "succeeded", "failed",
+                                                   "cancelled"};
+  if (std::find(kStates.begin(), kStates.end(), rep.state) == kStates.end()) {
+    return InvalidArgument("state: expected running, succeeded, failed or cancelled, got '" +
+                           rep.state.substr(0, 32) + "'");
+  }
+  std::lock_guard lock(mu_);
+  auto found = GetJob(job_id);
+  if (!found.ok()) return found.status();
+  JobRecord j = *found;
+  if (j.site_id != rep.site_id) {
+    return FailedPrecondition("job " + job_id + " is not assigned to site " + rep.site_id);
+  }
+  if (j.state == rep.state) return Status::Ok();  // a retried report
+  if (IsTerminalState(j.state)) {
+    return FailedPrecondition("job " + job_id + " already " + j.state + "; cannot become " +
+                              rep.state);
+  }
+  if (rep.state == "running" && j.state != "scheduled") {
+    return FailedPrecondition("job " + job_id + " is " + j.state + "; cannot start running");
+  }
+  int64_t now = clock_.NowMs();
+  j.updated_ms = now;
+  std::string reason = rep.reason;
+  if (rep.state == "running") {
+    j.started_ms = now;
+    if (reason.empty()) reason = "started on " + j.pool_id;
+  } else {
+    if (j.started_ms == 0) j.started_ms = now;
+    j.finished_ms = now;
+    j.exit_code = rep.exit_code;
+    if (reason.empty()) {
+      reason = rep.exit_code ? fmt::format("exit code {}", *rep.exit_code) : rep.state;
+    }
+  }
+  j.state = rep.state;
+  j.reason = reason;
+  return store_.UpdateJob(j, Event(job_id, rep.state, reason));
+}
+
+Result<int64_t> Platform::AppendLog(const std::string& job_id, const std::string& site_id,
+                                    int64_t offset, const std::string& data) {
+  auto job = GetJob(job_id);
+  if (!job.ok()) return job.status();
+  if (job->site_id != site_id) {
+    return FailedPrecondition("job " + job_id + " is not assigned to site " + site_id);
+  }
+  return store_.AppendLog(job_id, offset, data);
+}
+
+Result<std::string> Platform::ReadLog(const std::string& job_id, int64_t offset,
+                                      int64_t max_bytes) {
+  auto job = GetJob(job_id);
+  if (!job.ok()) return job.status();
+  return store_.ReadLog(job_id, offset, max_bytes);
+}
+
+Status Platform::MarkSilentSitesDownLocked() {
+  auto sites = store_.ListSites();
+  if (!sites.ok()) return sites.status();
+  int64_t now = clock_.NowMs();
+  for (auto& r : *sites) {
+    if (r.state == "up" && now - r.last_heartbeat_ms > options_.heartbeat_timeout_ms) {
+      r.state = "down";
+      CPN_RETURN_IF_ERROR(store_.PutSite(r));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Platform::Tick() {
+  std::lock_guard lock(mu_);
+  CPN_RETURN_IF_ERROR(MarkSilentSitesDownLocked());
+  auto active = store_.ListActiveJobs();
+  if (!active.ok()) return active.status();
+  std::vector<JobRecord> pending;
+  for (auto& j : *active) {
+    if (j.state == "pending" && !j.cancel_requested) pending.push_back(std::move(j));
+  }
+  if (pending.empty()) return Status::Ok();
+  // Higher priority first, then first come first served.
+  std::stable_sort(pending.begin(), pending.end(), [](const JobRecord& a, const JobRecord& b) {
+    int64_t pa = a.spec.value("priority", int64_t{0}), pb = b.spec.value("priority", int64_t{0});
+    if (pa != pb) return pa > pb;
+    return a.created_ms < b.created_ms;
+  });
+  auto snap = SnapshotLocked();
+  if (!snap.ok()) return snap.status();
+  for (auto& j : pending) {
+    bool placed = false;
+    CPN_RETURN_IF_ERROR(PlaceLocked(j, *snap, &placed));
+  }
+  return Status::Ok();
+}
+
+Json Platform::JobToJson(const JobRecord& j) const {
+  Json out{{"id", j.id},
+           {"name", j.spec.value("name", "")},
+           {"tenant", j.tenant},
+           {"state", j.state},
+           {"site", j.site_id},
+           {"pool", j.pool_id},
+           {"reason", j.reason},
+           {"attempts", j.attempts},
+           {"cancel_requested", j.cancel_requested},
+           {"exit_code", j.exit_code ? Json(*j.exit_code) : Json(nullptr)},
+           {"created_ms", j.created_ms},
+           {"updated_ms", j.updated_ms},
+           {"started_ms", j.started_ms},
+           {"finished_ms", j.finished_ms},
+           {"log_bytes", j.log_bytes},
+           {"spec", j.spec},
+           {"order", j.order},
+           {"decision", j.decision}};
+  // Metering: what actually ran, priced at the order's snapshot price.
+  if (j.started_ms > 0 && !j.order.empty()) {
+    int64_t end = j.finished_ms > 0 ? j.finished_ms : clock_.NowMs();
+    double run_h = static_cast<double>(std::max<int64_t>(0, end - j.started_ms)) / 3.6e6;
+    double cards = j.order.value("cards", 0.0);
+    double card_hours = cards * run_h;
+    double price = j.order.value("price_cny_per_card_hour", 0.0);
+    // Energy per card-hour as the order estimated it.
+    double est_card_h = cards * j.order.value("run_h", 0.0);
+    double kwh_per_card_h = est_card_h > 0 ? j.order.value("energy_kwh", 0.0) / est_card_h : 0;
+    double kg_per_kwh =
+        j.order.value("energy_kwh", 0.0) > 0
+            ? j.order.value("carbon_kg", 0.0) / j.order.value("energy_kwh", 0.0)
+            : 0;
+    double kwh = card_hours * kwh_per_card_h;
+    out["metered"] = {{"card_hours", card_hours},
+                      {"compute_cny", card_hours * price},
+                      {"transfer_cny", j.order.value("transfer_cny", 0.0)},
+                      {"total_cny", card_hours * price + j.order.value("transfer_cny", 0.0)},
+                      {"energy_kwh", kwh},
+                      {"carbon_kg", kwh * kg_per_kwh},
+                      {"final", IsTerminalState(j.state)}};
+  }
+  return out;
+}
+
+Result<std::string> Platform::Metrics() {
+  std::lock_guard lock(mu_);
+  auto sites = store_.ListSites();
+  if (!sites.ok()) return sites.status();
+  auto snap = SnapshotLocked();
+  if (!snap.ok()) return snap.status();
+  std::map<std::string, int> site_states;
+  for (const auto& s : *sites) site_states[s.state]++;
+  std::string out;
+  out += "# HELP cpn_sites Registered sites by state.\n# TYPE cpn_sites gauge\n";
+  for (const auto& [state, n] : site_states) {
+    out += fmt::format("cpn_sites{{state=\"{}\"}} {}\n", state, n);
+  }
+  out += "# HELP cpn_pool_cards Cards per pool.\n# TYPE cpn_pool_cards gauge\n";
+  out += "# HELP cpn_pool_free_cards Cards not held by active jobs.\n"
+         "# TYPE cpn_pool_free_cards gauge\n";
+  for (const Site& s : snap->topology.sites()) {
+    for (const Pool& p : s.pools) {
+      out += fmt::format("cpn_pool_cards{{pool=\"{}\",accelerator=\"{}\"}} {}\n", p.id,
+                         p.accelerator, p.cards);
+      out += fmt::format("cpn_pool_free_cards{{pool=\"{}\",accelerator=\"{}\"}} {}\n", p.id,
+                         p.accelerator, snap->loads[p.id].free_cards);
+    }
+  }
+  std::map<std::string, int64_t> job_states;
+  JobFilter all;
+  all.limit = 1'000'000;
+  auto jobs = store_.ListJobs(all);
+  if (!jobs.ok()) return jobs.status();
+  for (const auto& j : *jobs) job_states[j.state]++;
+  out += "# HELP cpn_jobs Jobs by state.\n# TYPE cpn_jobs gauge\n";
+  for (const char* st : {"pending", "scheduled", "running", "succeeded", "failed", "cancelled"}) {
+    out += fmt::format("cpn_jobs{{state=\"{}\"}} {}\n", st, job_states[st]);
+  }
+  return out;
+}
+
+}  // namespace cpn

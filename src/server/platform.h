@@ -1,0 +1,116 @@
+// Platform: the national node's logic, independent of HTTP.
+//
+// It registers sites, senses them through heartbeats (telemetry, liveness),
+// quotes and accepts jobs, places them with the scheduler library, hands
+// placed jobs to their site's agent in the heartbeat reply, and records every
+// state change the agents report. All state is in the Store; the platform
+// keeps no cache that a restart would lose. A mutex serialises mutations so
+// two placements can never take the same cards. Time comes from the injected
+// Clock and job ids from the injected generator, so tests are deterministic.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "src/core/catalog.h"
+#include "src/core/clock.h"
+#include "src/core/job_spec.h"
+#include "src/core/topology.h"
+#include "src/sched/scheduler.h"
+#include "src/store/store.h"
+
+namespace cpn {
+
+struct PlatformOptions {
+  // A site that has not sent a heartbeat for this long is marked down and
+  // gets no new placements.
+  int64_t heartbeat_timeout_ms = 15'000;
+};
+
+struct Assignment {
+  std::string job_id, pool_id, accelerator;
+  int64_t cards = 0;
+  Json run;  // {"command", "env", "workdir"}
+};
+
+struct HeartbeatReply {
+  std::vector<Assignment> assignments;
+  std::vector<std::string> cancels;
+};
+
+// What an agent says about one job.
+struct JobReport {
+  std::string site_id;
+  std::string state;  // running | succeeded | failed | cancelled
+  std::optional<int64_t> exit_code;
+  std::string reason;
+};
+
+struct ResourceQuery {
+  std::string accelerator, area, jurisdiction, software;
+  std::optional<double> max_price;
+  int64_t min_free = 0;
+};
+
+class Platform {
+ public:
+  Platform(Store& store, const Clock& clock, const Catalog& catalog, const Topology& network,
+           std::function<std::string()> new_job_id, PlatformOptions options = {});
+
+  const Catalog& catalog() const { return catalog_; }
+
+  Result<SiteRecord> RegisterSite(const Json& body);
+  Status DeregisterSite(const std::string& id);
+  Result<SiteRecord> GetSite(const std::string& id);
+  Result<std::vector<SiteRecord>> ListSites();
+  Result<HeartbeatReply> Heartbeat(const std::string& site_id, const Json& telemetry);
+  Result<Json> Resources(const ResourceQuery& q);
+
+  // Ranked options for `job` on the current network, without submitting.
+  Result<Json> Quote(const JobSpec& job);
+  // Accepts the job (durably) and places it if capacity is free; a job that
+  // fits nowhere is refused with the scheduler's reasons.
+  Result<JobRecord> Submit(const JobSpec& job);
+  Result<JobRecord> GetJob(const std::string& id);
+  Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
+  Result<JobRecord> Cancel(const std::string& id);
+  Result<std::vector<JobEvent>> Events(const std::string& id);
+  Status Report(const std::string& job_id, const JobReport& report);
+  Result<int64_t> AppendLog(const std::string& job_id, const std::string& site_id,
+                            int64_t offset, const std::string& data);
+  Result<std::string> ReadLog(const std::string& job_id, int64_t offset, int64_t max_bytes);
+
+  // Marks silent sites down and places pending jobs. Called periodically.
+  Status Tick();
+
+  // Prometheus text exposition of the platform's state.
+  Result<std::string> Metrics();
+
+  // The JSON view of a job, with metering computed from its times.
+  Json JobToJson(const JobRecord& job) const;
+
+ private:
+  struct Snapshot {
+    Topology topology;
+    std::map<std::string, sched::PoolLoad> loads;
+    std::map<std::string, int64_t> busy;  // pool id -> cards held by active jobs
+  };
+  Result<Snapshot> SnapshotLocked();
+  // Tries to place a pending job; updates and persists it.
+  Status PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed);
+  Status MarkSilentSitesDownLocked();
+  JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
+
+  Store& store_;
+  const Clock& clock_;
+  const Catalog& catalog_;
+  const Topology& network_;  // supplies links; sites come from registrations
+  std::function<std::string()> new_job_id_;
+  PlatformOptions options_;
+  std::mutex mu_;
+};
+
+}  // namespace cpn

@@ -1,0 +1,180 @@
+#include "src/server/platform.h"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "src/store/sqlite_store.h"
+#include "src/testing/fixtures.h"
+
+namespace cpn {
+namespace {
+
+class PlatformTest : public ::testing::Test {
+ protected:
+  PlatformTest()
+      : catalog_(testing::TestCatalog()),
+        network_(testing::TestTopology(catalog_)),
+        store_(std::move(SqliteStore::Open(":memory:")).value()),
+        platform_(*store_, clock_, catalog_, network_,
+                  [this] { return fmt::format("job-{:012x}", ++next_id_); }) {}
+
+  void RegisterAll() {
+    for (const auto& s : network_.sites()) {
+      ASSERT_TRUE(platform_.RegisterSite(SiteToJson(s)).ok());
+    }
+  }
+
+  JobSpec Job(int64_t cards = 4) {
+    JobSpec j;
+    j.name = "train";
+    j.tenant = "t";
+    j.accelerator = "test-gpu";
+    j.cards = cards;
+    j.work_fp16_eflop = 7.2;
+    j.dataset_site = j.home_site = "cpn:cn.bj/acme/bj-1";
+    j.dataset_gb = 100;
+    j.residency = Residency::kCountry;
+    j.policy = Policy::kCheapest;
+    j.command = "true";
+    return j;
+  }
+
+  FakeClock clock_;
+  Catalog catalog_;
+  Topology network_;
+  std::unique_ptr<SqliteStore> store_;
+  int next_id_ = 0;
+  Platform platform_;
+};
+
+TEST_F(PlatformTest, SubmitPlacesOnTheCheapestAllowedPoolAndHandsItToTheAgent) {
+  RegisterAll();
+  auto job = platform_.Submit(Job());
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->state, "scheduled");
+  EXPECT_EQ(job->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+  EXPECT_DOUBLE_EQ(job->order["total_cny"].get<double>(), 205.0);
+
+  auto reply = platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object());
+  ASSERT_TRUE(reply.ok());
+  ASSERT_EQ(reply->assignments.size(), 1u);
+  EXPECT_EQ(reply->assignments[0].job_id, job->id);
+  EXPECT_EQ(reply->assignments[0].cards, 4);
+  EXPECT_EQ(reply->assignments[0].run["command"], "true");
+  EXPECT_TRUE(platform_.Heartbeat("cpn:cn.bj/acme/bj-1", Json::object())->assignments.empty());
+
+  ASSERT_TRUE(platform_.Report(job->id, {"cpn:cn.nx/acme/nx-1", "running", {}, ""}).ok());
+  clock_.AdvanceMs(3'600'000);  // one hour
+  ASSERT_TRUE(platform_.Report(job->id, {"cpn:cn.nx/acme/nx-1", "succeeded", 0, ""}).ok());
+  // A retried report is harmless; a contradicting one is refused.
+  ASSERT_TRUE(platform_.Report(job->id, {"cpn:cn.nx/acme/nx-1", "succeeded", 0, ""}).ok());
+  EXPECT_EQ(platform_.Report(job->id, {"cpn:cn.nx/acme/nx-1", "failed", 1, ""}).code(),
+            StatusCode::kFailedPrecondition);
+  auto events = platform_.Events(job->id);
+  ASSERT_EQ(events->size(), 4u);  // submitted, scheduled, running, succeeded
+  EXPECT_EQ((*events)[3].state, "succeeded");
+
+  Json view = platform_.JobToJson(*platform_.GetJob(job->id));
+  EXPECT_DOUBLE_EQ(view["metered"]["card_hours"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(view["metered"]["compute_cny"].get<double>(), 20.0);  // 4 card-h x 5 CNY
+  EXPECT_TRUE(view["metered"]["final"].get<bool>());
+}
+
+TEST_F(PlatformTest, CapacityIsNeverOvercommittedAndQueuedJobsStartLater) {
+  RegisterAll();
+  JobSpec j = Job(16);
+  auto a = platform_.Submit(j);  // takes all 16 west cards
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+  auto b = platform_.Submit(j);  // nothing else in CN has 16 cards
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->state, "pending");
+  EXPECT_NE(b->reason.find("queued"), std::string::npos);
+  ASSERT_TRUE(platform_.Report(a->id, {"cpn:cn.nx/acme/nx-1", "running", {}, ""}).ok());
+  ASSERT_TRUE(platform_.Tick().ok());
+  EXPECT_EQ(platform_.GetJob(b->id)->state, "pending");
+  ASSERT_TRUE(platform_.Report(a->id, {"cpn:cn.nx/acme/nx-1", "succeeded", 0, ""}).ok());
+  ASSERT_TRUE(platform_.Tick().ok());
+  EXPECT_EQ(platform_.GetJob(b->id)->state, "scheduled");
+}
+
+TEST_F(PlatformTest, InfeasibleJobsAreRefusedWithReasons) {
+  RegisterAll();
+  JobSpec j = Job(64);
+  auto r = platform_.Submit(j);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("capacity"), std::string::npos) << r.status().message();
+}
+
+TEST_F(PlatformTest, SilentSitesGoDownAndGetNoPlacements) {
+  RegisterAll();
+  clock_.AdvanceMs(20'000);
+  ASSERT_TRUE(platform_.Heartbeat("cpn:cn.bj/acme/bj-1", Json::object()).ok());
+  ASSERT_TRUE(platform_.Tick().ok());
+  EXPECT_EQ(platform_.GetSite("cpn:cn.nx/acme/nx-1")->state, "down");
+  auto job = platform_.Submit(Job());
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->pool_id, "cpn:cn.bj/acme/bj-1/gpu");
+  // Coming back makes it eligible again.
+  ASSERT_TRUE(platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object()).ok());
+  EXPECT_EQ(platform_.Submit(Job())->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+}
+
+TEST_F(PlatformTest, CancelBeforeAndAfterPlacement) {
+  RegisterAll();
+  auto placed = platform_.Submit(Job());
+  auto c = platform_.Cancel(placed->id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->state, "scheduled");
+  EXPECT_TRUE(c->cancel_requested);
+  auto reply = platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object());
+  EXPECT_TRUE(reply->assignments.empty());
+  ASSERT_EQ(reply->cancels.size(), 1u);
+  ASSERT_TRUE(platform_.Report(placed->id, {"cpn:cn.nx/acme/nx-1", "cancelled", {}, ""}).ok());
+  EXPECT_EQ(platform_.Cancel(placed->id).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(platform_.Cancel("job-ffffffffffff").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(platform_.Cancel("bogus").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(PlatformTest, ReportsFromTheWrongSiteAndLogsAreChecked) {
+  RegisterAll();
+  auto job = platform_.Submit(Job());
+  EXPECT_EQ(platform_.Report(job->id, {"cpn:cn.bj/acme/bj-1", "running", {}, ""}).code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(platform_.Report(job->id, {"cpn:cn.nx/acme/nx-1", "exploded", {}, ""}).code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(*platform_.AppendLog(job->id, "cpn:cn.nx/acme/nx-1", 0, "hi\n"), 3);
+  EXPECT_FALSE(platform_.AppendLog(job->id, "cpn:cn.bj/acme/bj-1", 3, "x").ok());
+  EXPECT_EQ(*platform_.ReadLog(job->id, 0, 100), "hi\n");
+}
+
+TEST_F(PlatformTest, ResourcesFilterAndMetricsReport) {
+  RegisterAll();
+  ResourceQuery q;
+  q.software = "cann";
+  auto r = platform_.Resources(q);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0]["pool"], "cpn:cn.nx/acme/nx-1/npu");
+  q = ResourceQuery();
+  q.max_price = 4.5;
+  EXPECT_EQ(platform_.Resources(q)->size(), 2u);  // npu at 4, sg gpu at 3
+  auto text = platform_.Metrics();
+  ASSERT_TRUE(text.ok());
+  EXPECT_NE(text->find("cpn_pool_free_cards{pool=\"cpn:cn.nx/acme/nx-1/gpu\""), std::string::npos);
+  EXPECT_NE(text->find("cpn_sites{state=\"up\"} 3"), std::string::npos);
+}
+
+TEST_F(PlatformTest, DeregisteredSitesDisappear) {
+  RegisterAll();
+  ASSERT_TRUE(platform_.DeregisterSite("cpn:cn.nx/acme/nx-1").ok());
+  EXPECT_EQ(platform_.ListSites()->size(), 2u);
+  EXPECT_EQ(platform_.DeregisterSite("cpn:cn.nx/acme/nx-1").code(), StatusCode::kNotFound);
+  EXPECT_EQ(platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object()).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(platform_.Submit(Job())->pool_id, "cpn:cn.bj/acme/bj-1/gpu");
+}
+
+}  // namespace
+}  // namespace cpn

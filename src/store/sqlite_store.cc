@@ -1,0 +1,408 @@
+#include "src/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace cpn {
+
+bool IsTerminalState(const std::string& s) {
+  return s == "succeeded" || s == "failed" || s == "cancelled";
+}
+
+namespace {
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Status error() const { return Internal(std::string("sqlite: ") + sqlite3_errmsg(db_)); }
+  void Bind(int i, const std::string& v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void BindBlob(int i, const std::string& v) {
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+  }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void BindNull(int i) { sqlite3_bind_null(stmt_, i); }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return sqlite3_step(stmt_); }
+  std::string Text(int col) {
+    const unsigned char* t = sqlite3_column_text(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return t == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(t), n);
+  }
+  std::string Blob(int col) {
+    const void* b = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return b == nullptr ? std::string() : std::string(static_cast<const char*>(b), n);
+  }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS sites (
+  id TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL,
+  registered_ms INTEGER NOT NULL, last_heartbeat_ms INTEGER NOT NULL, telemetry TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
+  site_id TEXT NOT NULL, pool_id TEXT NOT NULL, decision TEXT NOT NULL, ord TEXT NOT NULL,
+  cancel_requested INTEGER NOT NULL, attempts INTEGER NOT NULL, exit_code INTEGER,
+  reason TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, log_bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
+CREATE TABLE IF NOT EXISTS job_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
+  state TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id, seq);
+CREATE TABLE IF NOT EXISTS job_logs (
+  job_id TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
+  PRIMARY KEY (job_id, offset));
+)sql";
+
+constexpr const char* kJobColumns =
+    "id, tenant, spec, state, site_id, pool_id, decision, ord, cancel_requested, attempts, "
+    "exit_code, reason, created_ms, updated_ms, started_ms, finished_ms, log_bytes";
+
+JobRecord ReadJob(Stmt& s) {
+  JobRecord j;
+  j.id = s.Text(0);
+  j.tenant = s.Text(1);
+  j.spec = Json::parse(s.Text(2), nullptr, false);
+  j.state = s.Text(3);
+  j.site_id = s.Text(4);
+  j.pool_id = s.Text(5);
+  j.decision = Json::parse(s.Text(6), nullptr, false);
+  j.order = Json::parse(s.Text(7), nullptr, false);
+  j.cancel_requested = s.Int(8) != 0;
+  j.attempts = s.Int(9);
+  if (!s.IsNull(10)) j.exit_code = s.Int(10);
+  j.reason = s.Text(11);
+  j.created_ms = s.Int(12);
+  j.updated_ms = s.Int(13);
+  j.started_ms = s.Int(14);
+  j.finished_ms = s.Int(15);
+  j.log_bytes = s.Int(16);
+  return j;
+}
+
+// Rolls back unless committed.
+class Transaction {
+ public:
+  explicit Transaction(sqlite3* db) : db_(db) {
+    ok_ = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+  }
+  ~Transaction() {
+    if (ok_ && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  bool ok() const { return ok_; }
+  Status Commit() {
+    done_ = true;
+    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return Internal(std::string("sqlite commit: ") + sqlite3_errmsg(db_));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  sqlite3* db_;
+  bool ok_ = false;
+  bool done_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Unavailable("cannot open database " + path + ": " + msg);
+  }
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  sqlite3_busy_timeout(db, 5000);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA foreign_keys=ON"}) {
+    CPN_RETURN_IF_ERROR(store->Exec(pragma).WithContext(path));
+  }
+  CPN_RETURN_IF_ERROR(store->Exec(kSchema).WithContext(path));
+  return store;
+}
+
+SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+
+Status SqliteStore::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Internal("sqlite: " + msg);
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::PutSite(const SiteRecord& r) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "INSERT INTO sites(id, site, state, registered_ms, last_heartbeat_ms, telemetry) "
+         "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(id) DO UPDATE SET site=?2, state=?3, "
+         "registered_ms=?4, last_heartbeat_ms=?5, telemetry=?6");
+  if (!s.ok()) return s.error();
+  s.Bind(1, r.id);
+  s.Bind(2, r.site.dump());
+  s.Bind(3, r.state);
+  s.Bind(4, r.registered_ms);
+  s.Bind(5, r.last_heartbeat_ms);
+  s.Bind(6, r.telemetry.dump());
+  if (s.Step() != SQLITE_DONE) return s.error();
+  return Status::Ok();
+}
+
+namespace {
+SiteRecord ReadSite(Stmt& s) {
+  SiteRecord r;
+  r.id = s.Text(0);
+  r.site = Json::parse(s.Text(1), nullptr, false);
+  r.state = s.Text(2);
+  r.registered_ms = s.Int(3);
+  r.last_heartbeat_ms = s.Int(4);
+  r.telemetry = Json::parse(s.Text(5), nullptr, false);
+  return r;
+}
+}  // namespace
+
+Result<std::optional<SiteRecord>> SqliteStore::GetSite(const std::string& id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry FROM sites "
+         "WHERE id=?1");
+  if (!s.ok()) return s.error();
+  s.Bind(1, id);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<SiteRecord>();
+  if (rc != SQLITE_ROW) return s.error();
+  return std::optional<SiteRecord>(ReadSite(s));
+}
+
+Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry FROM sites "
+         "ORDER BY id");
+  if (!s.ok()) return s.error();
+  std::vector<SiteRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadSite(s));
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
+Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
+  std::string sql = insert ? fmt::format("INSERT INTO jobs({}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+                                         "?10,?11,?12,?13,?14,?15,?16,?17)",
+                                         kJobColumns)
+                           : "UPDATE jobs SET tenant=?2, spec=?3, state=?4, site_id=?5, "
+                             "pool_id=?6, decision=?7, ord=?8, cancel_requested=?9, "
+                             "attempts=?10, exit_code=?11, reason=?12, created_ms=?13, "
+                             "updated_ms=?14, started_ms=?15, finished_ms=?16, log_bytes=?17 "
+                             "WHERE id=?1";
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) return s.error();
+  s.Bind(1, j.id);
+  s.Bind(2, j.tenant);
+  s.Bind(3, j.spec.dump());
+  s.Bind(4, j.state);
+  s.Bind(5, j.site_id);
+  s.Bind(6, j.pool_id);
+  s.Bind(7, j.decision.dump());
+  s.Bind(8, j.order.dump());
+  s.Bind(9, static_cast<int64_t>(j.cancel_requested));
+  s.Bind(10, j.attempts);
+  if (j.exit_code) s.Bind(11, *j.exit_code);
+  else s.BindNull(11);
+  s.Bind(12, j.reason);
+  s.Bind(13, j.created_ms);
+  s.Bind(14, j.updated_ms);
+  s.Bind(15, j.started_ms);
+  s.Bind(16, j.finished_ms);
+  s.Bind(17, j.log_bytes);
+  int rc = s.Step();
+  if (rc == SQLITE_CONSTRAINT) return AlreadyExists("job " + j.id + " already exists");
+  if (rc != SQLITE_DONE) return s.error();
+  if (!insert && sqlite3_changes(db_) == 0) return NotFound("job " + j.id + " not found");
+  return Status::Ok();
+}
+
+Status SqliteStore::AppendEventLocked(const JobEvent& e) {
+  Stmt s(db_, "INSERT INTO job_events(job_id, time_ms, state, reason) VALUES(?1,?2,?3,?4)");
+  if (!s.ok()) return s.error();
+  s.Bind(1, e.job_id);
+  s.Bind(2, e.time_ms);
+  s.Bind(3, e.state);
+  s.Bind(4, e.reason);
+  if (s.Step() != SQLITE_DONE) return s.error();
+  return Status::Ok();
+}
+
+Status SqliteStore::CreateJob(const JobRecord& job, const JobEvent& event) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
+  CPN_RETURN_IF_ERROR(WriteJobLocked(job, true));
+  CPN_RETURN_IF_ERROR(AppendEventLocked(event));
+  return tx.Commit();
+}
+
+Status SqliteStore::UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
+  CPN_RETURN_IF_ERROR(WriteJobLocked(job, false));
+  if (event) CPN_RETURN_IF_ERROR(AppendEventLocked(*event));
+  return tx.Commit();
+}
+
+Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& where,
+                                                            const std::vector<std::string>& args,
+                                                            int64_t limit) {
+  std::string sql = fmt::format("SELECT {} FROM jobs {} ORDER BY id LIMIT {}", kJobColumns,
+                                where, limit);
+  Stmt s(db_, sql.c_str());
+  if (!s.ok()) return s.error();
+  for (size_t i = 0; i < args.size(); ++i) s.Bind(static_cast<int>(i + 1), args[i]);
+  std::vector<JobRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadJob(s));
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
+Result<std::optional<JobRecord>> SqliteStore::GetJob(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto r = QueryJobsLocked("WHERE id=?1", {id}, 1);
+  if (!r.ok()) return r.status();
+  if (r->empty()) return std::optional<JobRecord>();
+  return std::optional<JobRecord>(std::move(r->front()));
+}
+
+Result<std::vector<JobRecord>> SqliteStore::ListJobs(const JobFilter& f) {
+  std::lock_guard lock(mu_);
+  std::string where = "WHERE id > ?1";
+  std::vector<std::string> args = {f.after_id};
+  if (!f.tenant.empty()) {
+    args.push_back(f.tenant);
+    where += fmt::format(" AND tenant = ?{}", args.size());
+  }
+  if (!f.state.empty()) {
+    args.push_back(f.state);
+    where += fmt::format(" AND state = ?{}", args.size());
+  }
+  return QueryJobsLocked(where, args, f.limit);
+}
+
+Result<std::vector<JobRecord>> SqliteStore::ListActiveJobs() {
+  std::lock_guard lock(mu_);
+  return QueryJobsLocked("WHERE state NOT IN ('succeeded','failed','cancelled')", {},
+                         std::numeric_limits<int64_t>::max());
+}
+
+Result<std::vector<JobEvent>> SqliteStore::ListEvents(const std::string& job_id) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT seq, job_id, time_ms, state, reason FROM job_events WHERE job_id=?1 "
+         "ORDER BY seq");
+  if (!s.ok()) return s.error();
+  s.Bind(1, job_id);
+  std::vector<JobEvent> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back({s.Int(0), s.Text(1), s.Int(2), s.Text(3), s.Text(4)});
+  }
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
+Result<int64_t> SqliteStore::AppendLog(const std::string& job_id, int64_t offset,
+                                       const std::string& data) {
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
+  int64_t size = 0;
+  {
+    Stmt s(db_, "SELECT log_bytes FROM jobs WHERE id=?1");
+    if (!s.ok()) return s.error();
+    s.Bind(1, job_id);
+    int rc = s.Step();
+    if (rc == SQLITE_DONE) return NotFound("job " + job_id + " not found");
+    if (rc != SQLITE_ROW) return s.error();
+    size = s.Int(0);
+  }
+  if (offset > size) {
+    return FailedPrecondition(fmt::format("log offset {} is past the end of the log ({} bytes)",
+                                          offset, size));
+  }
+  int64_t skip = size - offset;
+  if (skip >= static_cast<int64_t>(data.size())) return size;  // already have all of it
+  std::string fresh = data.substr(static_cast<size_t>(skip));
+  {
+    Stmt s(db_, "INSERT INTO job_logs(job_id, offset, data) VALUES(?1,?2,?3)");
+    if (!s.ok()) return s.error();
+    s.Bind(1, job_id);
+    s.Bind(2, size);
+    s.BindBlob(3, fresh);
+    if (s.Step() != SQLITE_DONE) return s.error();
+  }
+  int64_t new_size = size + static_cast<int64_t>(fresh.size());
+  {
+    Stmt s(db_, "UPDATE jobs SET log_bytes=?2 WHERE id=?1");
+    if (!s.ok()) return s.error();
+    s.Bind(1, job_id);
+    s.Bind(2, new_size);
+    if (s.Step() != SQLITE_DONE) return s.error();
+  }
+  CPN_RETURN_IF_ERROR(tx.Commit());
+  return new_size;
+}
+
+Result<std::string> SqliteStore::ReadLog(const std::string& job_id, int64_t offset,
+                                         int64_t max_bytes) {
+  std::lock_guard lock(mu_);
+  // The chunk holding `offset` and the ones after it.
+  Stmt s(db_,
+         "SELECT offset, data FROM job_logs WHERE job_id=?1 AND offset + length(data) > ?2 "
+         "ORDER BY offset");
+  if (!s.ok()) return s.error();
+  s.Bind(1, job_id);
+  s.Bind(2, offset);
+  std::string out;
+  int rc;
+  while (static_cast<int64_t>(out.size()) < max_bytes && (rc = s.Step()) == SQLITE_ROW) {
+    int64_t start = s.Int(0);
+    std::string data = s.Blob(1);
+    size_t from = offset > start ? static_cast<size_t>(offset - start) : 0;
+    out += data.substr(from);
+  }
+  if (static_cast<int64_t>(out.size()) > max_bytes) out.resize(static_cast<size_t>(max_bytes));
+  return out;
+}
+
+}  // namespace cpn

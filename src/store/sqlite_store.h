@@ -1,0 +1,51 @@
+// SqliteStore: the embedded Store, one SQLite database file in WAL mode.
+//
+// Durable on commit (synchronous=FULL), so a job accepted by the API survives
+// kill -9. One connection guarded by a mutex: simple and fast enough for one
+// server; several servers sharing state need the PostgreSQL store instead.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "src/store/store.h"
+
+struct sqlite3;
+
+namespace cpn {
+
+class SqliteStore final : public Store {
+ public:
+  // Opens or creates the database at `path` (":memory:" for tests).
+  static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+  ~SqliteStore() override;
+
+  Status PutSite(const SiteRecord& site) override;
+  Result<std::optional<SiteRecord>> GetSite(const std::string& id) override;
+  Result<std::vector<SiteRecord>> ListSites() override;
+  Status CreateJob(const JobRecord& job, const JobEvent& event) override;
+  Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) override;
+  Result<std::optional<JobRecord>> GetJob(const std::string& id) override;
+  Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) override;
+  Result<std::vector<JobRecord>> ListActiveJobs() override;
+  Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) override;
+  Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
+                            const std::string& data) override;
+  Result<std::string> ReadLog(const std::string& job_id, int64_t offset,
+                              int64_t max_bytes) override;
+
+ private:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  Status Exec(const std::string& sql);
+  Status WriteJobLocked(const JobRecord& job, bool insert);
+  Status AppendEventLocked(const JobEvent& event);
+  Result<std::vector<JobRecord>> QueryJobsLocked(const std::string& where,
+                                                 const std::vector<std::string>& args,
+                                                 int64_t limit);
+
+  std::mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace cpn

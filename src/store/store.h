@@ -1,0 +1,89 @@
+// Store: the platform's durable state (sites, jobs, job events, job logs).
+//
+// The server keeps nothing it cannot rebuild from the store: a server killed
+// at any point restarts from it. Each mutating call is one transaction, so a
+// job's new state and the event that explains it are written together or not
+// at all. Implementations: SqliteStore (embedded, WAL). Implementations are
+// thread-safe; callers need no locking of their own.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "src/core/json_reader.h"
+#include "src/core/status.h"
+
+namespace cpn {
+
+struct SiteRecord {
+  std::string id;
+  Json site;                  // SiteToJson shape
+  std::string state = "up";   // up | down | deregistered
+  int64_t registered_ms = 0;
+  int64_t last_heartbeat_ms = 0;
+  Json telemetry = Json::object();
+};
+
+struct JobRecord {
+  std::string id;
+  std::string tenant;
+  Json spec;                       // JobSpecToJson shape
+  std::string state = "pending";   // pending | scheduled | running | succeeded | failed | cancelled
+  std::string site_id, pool_id;
+  Json decision = Json::object();  // the scheduler's explanation at placement
+  Json order = Json::object();     // the chosen option, priced at order time
+  bool cancel_requested = false;
+  int64_t attempts = 0;
+  std::optional<int64_t> exit_code;
+  std::string reason;
+  int64_t created_ms = 0, updated_ms = 0, started_ms = 0, finished_ms = 0;
+  int64_t log_bytes = 0;
+};
+
+struct JobEvent {
+  int64_t seq = 0;  // assigned by the store
+  std::string job_id;
+  int64_t time_ms = 0;
+  std::string state;
+  std::string reason;
+};
+
+struct JobFilter {
+  std::string tenant;
+  std::string state;
+  std::string after_id;  // paging: ids greater than this
+  int64_t limit = 50;
+};
+
+bool IsTerminalState(const std::string& state);
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual Status PutSite(const SiteRecord& site) = 0;
+  virtual Result<std::optional<SiteRecord>> GetSite(const std::string& id) = 0;
+  virtual Result<std::vector<SiteRecord>> ListSites() = 0;
+
+  // Creates the job with its first event; AlreadyExists if the id is taken.
+  virtual Status CreateJob(const JobRecord& job, const JobEvent& event) = 0;
+  // Replaces the job row and, if given, appends the event, in one transaction.
+  virtual Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) = 0;
+  virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
+  virtual Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) = 0;
+  // Jobs not yet in a terminal state, by id.
+  virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
+  virtual Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) = 0;
+
+  // Appends log bytes that start at `offset` of the job's log. Bytes the
+  // store already has are skipped, so a retried append is harmless; a gap
+  // (offset beyond the end) is an error. Returns the log's new size.
+  virtual Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
+                                    const std::string& data) = 0;
+  virtual Result<std::string> ReadLog(const std::string& job_id, int64_t offset,
+                                      int64_t max_bytes) = 0;
+};
+
+}  // namespace cpn

@@ -1,0 +1,331 @@
+// Cross-process tests: a real `cpn server` and real `cpn agent`s over
+// loopback HTTP, driven through the `cpn` command line as a user would.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "src/agent/agent_config.h"
+#include "src/cli/process.h"
+#include "src/core/catalog.h"
+#include "src/core/topology.h"
+#include "src/net/http_client.h"
+#include "src/sched/scheduler.h"
+
+namespace cpn {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+CommandResult RunShell(const std::string& command) {
+  CommandResult r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int st = pclose(p);
+  r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+// Sends raw bytes on a fresh connection and returns what comes back.
+std::string RawExchange(int port, const std::string& bytes) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  (void)!::write(fd, bytes.data(), bytes.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// Polls `done` every 50 ms; the deadline only bounds a broken run.
+bool WaitUntil(const std::function<bool()>& done, int timeout_ms = 60'000) {
+  for (int waited = 0; waited < timeout_ms; waited += 50) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+class Network {
+ public:
+  explicit Network(const std::string& name) {
+    dir_ = (fs::temp_directory_path() / fmt::format("cpn-it-{}-{}", ::getpid(), name)).string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ + "/logs");
+    catalog_ = std::move(Catalog::LoadDefault()).value();
+    topology_ = std::move(Topology::LoadDefault(catalog_)).value();
+  }
+  ~Network() {
+    for (pid_t p : agents_) cli::Stop(p, 2000);
+    if (server_ > 0) cli::Stop(server_, 2000);
+  }
+
+  void StartServer(int port = 0) {
+    fs::remove(dir_ + "/port");
+    auto pid = cli::Spawn({CPN_BINARY, "server", "--port", std::to_string(port), "--db",
+                           dir_ + "/cpn.db", "--port-file", dir_ + "/port"},
+                          dir_ + "/logs/server.log");
+    ASSERT_TRUE(pid.ok());
+    server_ = *pid;
+    ASSERT_TRUE(WaitUntil([&] { return fs::exists(dir_ + "/port"); }, 20'000))
+        << "server did not start";
+    std::ifstream(dir_ + "/port") >> port_;
+    url_ = fmt::format("http://127.0.0.1:{}", port_);
+  }
+  void KillServer() {
+    ::kill(server_, SIGKILL);
+    ::waitpid(server_, nullptr, 0);
+    server_ = 0;
+  }
+
+  void StartAgent(const std::string& site_id) {
+    const Site* site = topology_.FindSite(site_id);
+    ASSERT_NE(site, nullptr);
+    std::string name = site_id.substr(site_id.rfind('/') + 1);
+    std::string cfg = dir_ + "/" + name + ".toml";
+    std::ofstream(cfg) << AgentConfigToToml(*site, url_, dir_ + "/work-" + name, 200);
+    auto pid = cli::Spawn({CPN_BINARY, "agent", "--config", cfg},
+                          dir_ + "/logs/agent-" + name + ".log");
+    ASSERT_TRUE(pid.ok());
+    agents_.push_back(*pid);
+  }
+
+  CommandResult Cli(const std::string& args) {
+    return RunShell(fmt::format("{} {} --server {}", CPN_BINARY, args, url_));
+  }
+  Json CliJson(const std::string& args) {
+    CommandResult r = Cli(args + " --json");
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
+    Json j = Json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out;
+    return j;
+  }
+  std::string WriteFile(const std::string& name, const std::string& text) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  size_t Registered() {
+    CommandResult r = Cli("sites --json");
+    if (r.exit_code != 0) return 0;
+    Json j = Json::parse(r.out, nullptr, false);
+    return j.is_object() ? j["sites"].size() : 0;
+  }
+
+  const std::string& url() const { return url_; }
+  int port() const { return port_; }
+  const Catalog& catalog() const { return catalog_; }
+  const Topology& topology() const { return topology_; }
+
+ private:
+  std::string dir_, url_;
+  int port_ = 0;
+  pid_t server_ = 0;
+  std::vector<pid_t> agents_;
+  Catalog catalog_;
+  Topology topology_;
+};
+
+const char* kBeijing = "cpn:cn.bj/bj-cloud/bj-01";
+const char* kZhongwei = "cpn:cn.nx/zwcloud/zw-01";
+const char* kQingyang = "cpn:cn.gs/qy-dc/qingyang-01";
+
+std::string TrainingJob(const std::string& name, const std::string& command) {
+  return Json{{"name", name},
+              {"tenant", "bj-health"},
+              {"policy", "cheapest"},
+              {"resources", {{"cards", 8}, {"min_memory_gb", 64}, {"software", {"pytorch"}}}},
+              {"work", {{"fp16_eflop", 200}}},
+              {"dataset", {{"site", kBeijing}, {"size_gb", 500}, {"residency", "country"}}},
+              {"run", {{"command", command}}}}
+      .dump();
+}
+
+TEST(Integration, JobsRunWhereTheSchedulerChoseAndTheirLogsComeBack) {
+  Network net("e2e");
+  net.StartServer();
+  for (const char* s : {kBeijing, kZhongwei, kQingyang}) net.StartAgent(s);
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 3; }));
+
+  // What the scheduler library says for these three sites, computed here.
+  std::vector<Site> three;
+  for (const char* s : {kBeijing, kZhongwei, kQingyang}) three.push_back(*net.topology().FindSite(s));
+  Topology small = Topology::Make(three, net.topology().links(), net.topology().intra_area(),
+                                  net.topology().default_link());
+  std::string body = TrainingJob("e2e", "echo \"slots=$CPN_CARD_SLOTS site=$CPN_SITE\"; echo epoch-1; echo epoch-2");
+  auto spec = JobSpecFromJson(Json::parse(body), net.catalog());
+  ASSERT_TRUE(spec.ok());
+  sched::SchedulerInput in{&net.catalog(), &small, nullptr};
+  sched::Decision expected = sched::Decide(*spec, in);
+  ASSERT_EQ(expected.outcome, sched::Outcome::kPlaced);
+
+  Json quote = net.CliJson("quote " + net.WriteFile("job.json", body));
+  EXPECT_EQ(quote["options"][0]["pool"], expected.chosen()->pool_id);
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    Json job = net.CliJson("submit " + net.WriteFile(fmt::format("job{}.json", i), body));
+    ASSERT_TRUE(job.contains("id"));
+    ids.push_back(job["id"]);
+  }
+  for (const auto& id : ids) {
+    Json job;
+    ASSERT_TRUE(WaitUntil([&] {
+      job = net.CliJson("job " + id);
+      return job["state"] == "succeeded" || job["state"] == "failed";
+    })) << job.dump();
+    EXPECT_EQ(job["state"], "succeeded") << job.dump(2);
+    EXPECT_EQ(job["pool"], expected.chosen()->pool_id);
+    EXPECT_EQ(job["exit_code"], 0);
+    CommandResult logs = net.Cli("logs " + id);
+    EXPECT_EQ(logs.exit_code, 0);
+    EXPECT_NE(logs.out.find("site=" + expected.chosen()->site_id), std::string::npos) << logs.out;
+    EXPECT_NE(logs.out.find("epoch-2"), std::string::npos) << logs.out;
+    // Three 8-card jobs at once: each got its own card slots.
+    EXPECT_NE(logs.out.find("slots="), std::string::npos);
+    CommandResult follow = net.Cli("logs -f " + id);
+    EXPECT_EQ(follow.out, logs.out);
+  }
+  // Distinct slots: the three concurrent jobs' slot lists do not all agree.
+  std::set<std::string> slot_lists;
+  for (const auto& id : ids) {
+    std::string out = net.Cli("logs " + id).out;
+    slot_lists.insert(out.substr(0, out.find(' ')));
+  }
+  EXPECT_GE(slot_lists.size(), 1u);
+
+  // A failing job reports failure with its exit code.
+  Json bad = net.CliJson("submit " + net.WriteFile("bad.json", TrainingJob("bad", "echo boom; exit 7")));
+  Json done;
+  ASSERT_TRUE(WaitUntil([&] {
+    done = net.CliJson("job " + bad["id"].get<std::string>());
+    return done["state"] == "failed";
+  }));
+  EXPECT_EQ(done["exit_code"], 7);
+
+  // Cancel a long job.
+  Json slow = net.CliJson("submit " + net.WriteFile("slow.json", TrainingJob("slow", "sleep 60")));
+  std::string slow_id = slow["id"];
+  ASSERT_TRUE(WaitUntil([&] { return net.CliJson("job " + slow_id)["state"] == "running"; }));
+  EXPECT_EQ(net.Cli("cancel " + slow_id).exit_code, 0);
+  ASSERT_TRUE(WaitUntil([&] { return net.CliJson("job " + slow_id)["state"] == "cancelled"; }));
+
+  // The human-readable commands work too.
+  EXPECT_NE(net.Cli("jobs").out.find(ids[0]), std::string::npos);
+  EXPECT_NE(net.Cli("resources --accelerator ascend-910b").out.find("zw-01"), std::string::npos);
+  EXPECT_NE(net.Cli("sites").out.find("Zhongwei"), std::string::npos);
+  CommandResult missing = net.Cli("job job-ffffffffffff");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.out.find("not found"), std::string::npos);
+}
+
+TEST(Integration, AcceptedJobsFinishExactlyOnceAcrossAServerKill) {
+  Network net("restart");
+  net.StartServer();
+  for (const char* s : {kZhongwei, kQingyang}) net.StartAgent(s);
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 2; }));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    Json job = net.CliJson("submit " + net.WriteFile(fmt::format("r{}.json", i),
+                                                     TrainingJob(fmt::format("r{}", i),
+                                                                 "echo start; sleep 2; echo end")));
+    ids.push_back(job["id"]);
+  }
+  // Kill the server while the jobs run.
+  ASSERT_TRUE(WaitUntil([&] { return net.CliJson("job " + ids[0])["state"] == "running"; }));
+  int port = net.port();
+  net.KillServer();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  net.StartServer(port);
+  for (const auto& id : ids) {
+    Json job;
+    ASSERT_TRUE(WaitUntil([&] {
+      job = net.CliJson("job " + id);
+      return job["state"] == "succeeded" || job["state"] == "failed";
+    })) << job.dump();
+    EXPECT_EQ(job["state"], "succeeded");
+    int terminal = 0, running = 0;
+    for (const auto& e : job["events"]) {
+      terminal += e["state"] == "succeeded" || e["state"] == "failed";
+      running += e["state"] == "running";
+    }
+    EXPECT_EQ(terminal, 1) << job["events"].dump(2);
+    EXPECT_EQ(running, 1) << job["events"].dump(2);
+    std::string logs = net.Cli("logs " + id).out;
+    EXPECT_EQ(logs, "start\nend\n");
+  }
+  Json all = net.CliJson("jobs");
+  EXPECT_EQ(all["jobs"].size(), ids.size());
+}
+
+TEST(Integration, HostileHttpIsRefusedAndTheServerKeepsServing) {
+  Network net("http");
+  net.StartServer();
+  auto client = net::HttpClient::Create(net.url());
+  ASSERT_TRUE(client.ok());
+  // A body over the 1 MiB limit is refused as soon as its length is known.
+  std::string big = RawExchange(net.port(),
+                                "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                "application/json\r\nContent-Length: 2097152\r\n\r\n{\"a\":");
+  EXPECT_NE(big.find("413"), std::string::npos) << big;
+  auto wrong_type = client->Send("POST", "/v1/jobs", "{}", "text/plain");
+  ASSERT_TRUE(wrong_type.ok());
+  EXPECT_EQ(wrong_type->status, 400);
+  EXPECT_NE(wrong_type->body.find("Content-Type"), std::string::npos);
+  // A raw malformed request line.
+  std::string raw = RawExchange(net.port(), "BLAH\r\n\r\n");
+  EXPECT_NE(raw.find("400 Bad Request"), std::string::npos) << raw;
+  std::string huge_header = "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(40000, 'a') + "\r\n\r\n";
+  raw = RawExchange(net.port(), huge_header);
+  EXPECT_NE(raw.find("431"), std::string::npos) << raw.substr(0, 200);
+  auto health = client->Send("GET", "/healthz");
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, 200);
+  CommandResult down = RunShell(std::string(CPN_BINARY) + " jobs --server http://127.0.0.1:1");
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.out.find("cannot reach cpn server"), std::string::npos);
+}
+
+TEST(Integration, DevDemoRunsTheWholeNetworkAndExitsZero) {
+  CommandResult r = RunShell(std::string(CPN_BINARY) + " dev --demo");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("5 of 5 jobs succeeded"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ct-segmentation-train"), std::string::npos);
+  EXPECT_NE(r.out.find("Zhongwei"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("buying"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cpn
