@@ -65,3 +65,21 @@ TEST(AgentConfig, ErrorsCarryFileAndLine) {
 
 }  // namespace
 }  // namespace cpn
+
+namespace cpn {
+namespace {
+
+TEST(AgentConfig, ShippedSampleSiteMatchesTheTopology) {
+  auto catalog = Catalog::LoadDefault();
+  ASSERT_TRUE(catalog.ok());
+  auto c = LoadAgentConfig(std::string(CPN_SOURCE_DATA_DIR) + "/sites/zw-01.toml", *catalog);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto topo = Topology::LoadDefault(*catalog);
+  ASSERT_TRUE(topo.ok());
+  const Site* zw = topo->FindSite(c->site.id);
+  ASSERT_NE(zw, nullptr);
+  EXPECT_EQ(SiteToJson(c->site), SiteToJson(*zw));
+}
+
+}  // namespace
+}  // namespace cpn
