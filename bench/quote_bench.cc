@@ -60,13 +60,15 @@ int main() {
   bool first = true;
   for (Policy p : {Policy::kCheapest, Policy::kFastest, Policy::kGreenest, Policy::kBalanced}) {
     job.policy = p;
-    double quote_ns = MedianNs([&] { sink = sink + sched::Decide(job, in).ranked.size(); }, 15, 200);
+    double quote_ns =
+        MedianNs([&] { sink = sink + sched::Decide(job, in).ranked.size(); }, 15, 200);
     double base_ns = MedianNs(
         [&] {
           for (const auto& s : topo->sites()) {
             for (const auto& pool : s.pools) {
-              sink = sink + sched::Estimate(job, s, pool, *catalog->Find(pool.accelerator), *topo)
-                                .total_cny;
+              sink =
+                  sink +
+                  sched::Estimate(job, s, pool, *catalog->Find(pool.accelerator), *topo).total_cny;
             }
           }
         },

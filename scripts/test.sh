@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The one test command: installs what is missing, builds, runs every test.
+# The one test command: installs what is missing, builds, runs every test —
+# once in the normal build and once under AddressSanitizer and
+# UndefinedBehaviorSanitizer (set CPN_TEST_SANITIZERS=0 to skip that pass).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 BUILD_DIR=${CPN_BUILD_DIR:-build}
-cd "$BUILD_DIR"
-ctest --output-on-failure -j "$(nproc)"
+(cd "$BUILD_DIR" && ctest --output-on-failure -j "$(nproc)")
+if [ "${CPN_TEST_SANITIZERS:-1}" != "0" ]; then
+  echo "== again under ASan + UBSan"
+  CPN_BUILD_DIR="${BUILD_DIR}-asan" CPN_BUILD_TYPE=Debug bash scripts/build.sh -DCPN_SANITIZERS=ON -DCPN_BUILD_BENCH=OFF
+  (cd "${BUILD_DIR}-asan" && ctest --output-on-failure -j "$(nproc)")
+fi

@@ -1,6 +1,8 @@
 // Cross-process tests: a real `cpn server` and real `cpn agent`s over
 // loopback HTTP, driven through the `cpn` command line as a user would.
 #include <arpa/inet.h>
+#include <fmt/format.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -14,9 +16,6 @@
 #include <functional>
 #include <set>
 #include <thread>
-
-#include <fmt/format.h>
-#include <gtest/gtest.h>
 
 #include "src/agent/agent_config.h"
 #include "src/cli/process.h"
@@ -116,8 +115,8 @@ class Network {
     std::string name = site_id.substr(site_id.rfind('/') + 1);
     std::string cfg = dir_ + "/" + name + ".toml";
     std::ofstream(cfg) << AgentConfigToToml(*site, url_, dir_ + "/work-" + name, 200);
-    auto pid = cli::Spawn({CPN_BINARY, "agent", "--config", cfg},
-                          dir_ + "/logs/agent-" + name + ".log");
+    auto pid =
+        cli::Spawn({CPN_BINARY, "agent", "--config", cfg}, dir_ + "/logs/agent-" + name + ".log");
     ASSERT_TRUE(pid.ok());
     agents_.push_back(*pid);
   }
@@ -181,10 +180,12 @@ TEST(Integration, JobsRunWhereTheSchedulerChoseAndTheirLogsComeBack) {
 
   // What the scheduler library says for these three sites, computed here.
   std::vector<Site> three;
-  for (const char* s : {kBeijing, kZhongwei, kQingyang}) three.push_back(*net.topology().FindSite(s));
+  for (const char* s : {kBeijing, kZhongwei, kQingyang})
+    three.push_back(*net.topology().FindSite(s));
   Topology small = Topology::Make(three, net.topology().links(), net.topology().intra_area(),
                                   net.topology().default_link());
-  std::string body = TrainingJob("e2e", "echo \"slots=$CPN_CARD_SLOTS site=$CPN_SITE\"; echo epoch-1; echo epoch-2");
+  std::string body = TrainingJob(
+      "e2e", "echo \"slots=$CPN_CARD_SLOTS site=$CPN_SITE\"; echo epoch-1; echo epoch-2");
   auto spec = JobSpecFromJson(Json::parse(body), net.catalog());
   ASSERT_TRUE(spec.ok());
   sched::SchedulerInput in{&net.catalog(), &small, nullptr};
@@ -227,7 +228,8 @@ TEST(Integration, JobsRunWhereTheSchedulerChoseAndTheirLogsComeBack) {
   EXPECT_GE(slot_lists.size(), 1u);
 
   // A failing job reports failure with its exit code.
-  Json bad = net.CliJson("submit " + net.WriteFile("bad.json", TrainingJob("bad", "echo boom; exit 7")));
+  Json bad =
+      net.CliJson("submit " + net.WriteFile("bad.json", TrainingJob("bad", "echo boom; exit 7")));
   Json done;
   ASSERT_TRUE(WaitUntil([&] {
     done = net.CliJson("job " + bad["id"].get<std::string>());
@@ -307,7 +309,8 @@ TEST(Integration, HostileHttpIsRefusedAndTheServerKeepsServing) {
   // A raw malformed request line.
   std::string raw = RawExchange(net.port(), "BLAH\r\n\r\n");
   EXPECT_NE(raw.find("400 Bad Request"), std::string::npos) << raw;
-  std::string huge_header = "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(40000, 'a') + "\r\n\r\n";
+  std::string huge_header =
+      "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(40000, 'a') + "\r\n\r\n";
   raw = RawExchange(net.port(), huge_header);
   EXPECT_NE(raw.find("431"), std::string::npos) << raw.substr(0, 200);
   auto health = client->Send("GET", "/healthz");

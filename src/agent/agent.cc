@@ -1,13 +1,13 @@
 #include "src/agent/agent.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "src/core/ids.h"
 
@@ -71,7 +71,8 @@ Json Agent::Telemetry() const {
     const AcceleratorModel* m = catalog_.Find(p.accelerator);
     double board_w = m ? m->board_power_w : 0;
     // Idle cards draw roughly a fifth of board power; busy ones the full figure.
-    double power_w = board_w * (static_cast<double>(busy) + 0.2 * static_cast<double>(p.cards - busy));
+    double power_w =
+        board_w * (static_cast<double>(busy) + 0.2 * static_cast<double>(p.cards - busy));
     pools.push_back({{"id", p.id},
                      {"cards", p.cards},
                      {"busy_cards", busy},
@@ -153,8 +154,10 @@ void Agent::StartJob(const Json& a) {
   spec.job_id = id;
   spec.command = run.value("command", "");
   spec.workdir = run.value("workdir", "");
-  if (spec.workdir.empty()) spec.workdir = config_.work_dir + "/jobs/" + id;
-  else if (spec.workdir[0] != '/') spec.workdir = config_.work_dir + "/jobs/" + spec.workdir;
+  if (spec.workdir.empty())
+    spec.workdir = config_.work_dir + "/jobs/" + id;
+  else if (spec.workdir[0] != '/')
+    spec.workdir = config_.work_dir + "/jobs/" + spec.workdir;
   spec.log_path = job.log_path;
   const Json env = run.value("env", Json::object());
   for (const auto& [k, v] : env.items()) {
@@ -224,8 +227,8 @@ Status Agent::ShipLog(const std::string& id, Job& job, bool* complete) {
   if (!r.ok()) return r.status();
   CPN_RETURN_IF_ERROR(StatusFromResponse(*r, "log upload for " + id));
   Json reply = Json::parse(r->body, nullptr, false);
-  job.log_shipped = reply.is_object() ? reply.value("log_bytes", job.log_shipped + n)
-                                      : job.log_shipped + n;
+  job.log_shipped =
+      reply.is_object() ? reply.value("log_bytes", job.log_shipped + n) : job.log_shipped + n;
   *complete = job.log_shipped >= size;
   return Status::Ok();
 }

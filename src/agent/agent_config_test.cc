@@ -53,7 +53,8 @@ TEST(AgentConfig, ErrorsCarryFileAndLine) {
            {"jurisdiction = \"CN-NX\"", "jurisdiction = \"Ningxia\"",
             "nx.toml:9: site.jurisdiction: 'Ningxia' is not an ISO 3166-2 code"},
            {"id = \"cpn:cn.nx/acme/nx-1\"", "id = \"nx-1\"", "nx.toml:6: site.id: 'nx-1' is not"},
-           {"heartbeat_s = 0.5", "heartbeat_s = 0.5\ncolour = 1", "nx.toml:3: colour: unknown field"},
+           {"heartbeat_s = 0.5", "heartbeat_s = 0.5\ncolour = 1",
+            "nx.toml:3: colour: unknown field"},
        }) {
     std::string text = kConfig;
     text.replace(text.find(c.from), c.from.size(), c.to);

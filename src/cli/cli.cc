@@ -1,8 +1,11 @@
 #include "src/cli/cli.h"
 
+#include <fmt/format.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -11,10 +14,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "src/agent/agent.h"
 #include "src/cli/dev.h"
@@ -126,7 +125,8 @@ int RunServer(const ServerOptions& o) {
   while (!g_stop) {
     Status s = platform.Tick();
     if (!s.ok()) spdlog::error("scheduling round: {}", s.ToString());
-    for (int i = 0; i < 5 && !g_stop; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int i = 0; i < 5 && !g_stop; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   spdlog::info("cpn server stopping");
   server.Stop();
@@ -140,7 +140,7 @@ int RunAgent(const std::string& config_path, const std::string& server_flag) {
   if (!catalog.ok()) return Fail(catalog.status());
   auto config = LoadAgentConfig(config_path, *catalog);
   if (!config.ok()) return Fail(config.status());
-  std::string server = !server_flag.empty() ? server_flag
+  std::string server = !server_flag.empty()          ? server_flag
                        : !config->server_url.empty() ? config->server_url
                                                      : DefaultServer();
   auto client = net::HttpClient::Create(server);
@@ -212,9 +212,9 @@ std::string RenderJob(const Json& j, const Json& events) {
   out += fmt::format("Job      {}  ({}, tenant {})\n", j["id"].get<std::string>(),
                      j["name"].get<std::string>(), j["tenant"].get<std::string>());
   out += fmt::format("State    {}{}\n", j["state"].get<std::string>(),
-                     j["exit_code"].is_null() ? ""
-                                              : fmt::format(" (exit code {})",
-                                                            j["exit_code"].get<int64_t>()));
+                     j["exit_code"].is_null()
+                         ? ""
+                         : fmt::format(" (exit code {})", j["exit_code"].get<int64_t>()));
   out += fmt::format("Site     {}\nPool     {}\n", OrDash(j["site"]), OrDash(j["pool"]));
   out += fmt::format("Why      {}\n", OrDash(j["reason"]));
   const Json& o = j["order"];
@@ -239,8 +239,8 @@ std::string RenderJob(const Json& j, const Json& events) {
   if (events.is_array() && !events.empty()) {
     out += "\nEvents:\n";
     for (const auto& e : events) {
-      out += fmt::format("  {}  {:<10} {}\n", TimeOfMs(e["time_ms"]),
-                         e["state"].get<std::string>(), e["reason"].get<std::string>());
+      out += fmt::format("  {}  {:<10} {}\n", TimeOfMs(e["time_ms"]), e["state"].get<std::string>(),
+                         e["reason"].get<std::string>());
     }
   }
   return out;
@@ -265,8 +265,7 @@ int Main(int argc, char** argv) {
   bool as_json = false;
   auto client_cmd = [&](const std::string& name, const std::string& help) {
     CLI::App* c = app.add_subcommand(name, help);
-    c->add_option("--server", server, "cpn server address (env CPN_SERVER)")
-        ->capture_default_str();
+    c->add_option("--server", server, "cpn server address (env CPN_SERVER)")->capture_default_str();
     c->add_flag("--json", as_json, "print the server's JSON instead of a table");
     return c;
   };
@@ -274,17 +273,22 @@ int Main(int argc, char** argv) {
 
   // server
   ServerOptions so;
-  CLI::App* server_cmd = app.add_subcommand("server", "run the platform server (REST API under /v1)");
+  CLI::App* server_cmd =
+      app.add_subcommand("server", "run the platform server (REST API under /v1)");
   server_cmd->add_option("--listen", so.listen, "address to listen on")->capture_default_str();
-  server_cmd->add_option("--port", so.port, "port; 0 picks a free one")->capture_default_str()
+  server_cmd->add_option("--port", so.port, "port; 0 picks a free one")
+      ->capture_default_str()
       ->check(CLI::Range(0, 65535));
   server_cmd->add_option("--db", so.db, "SQLite database file")->capture_default_str();
-  server_cmd->add_option("--topology", so.topology, "topology file with the links between areas "
-                                                    "(default: data/topology/china.json)");
+  server_cmd->add_option("--topology", so.topology,
+                         "topology file with the links between areas "
+                         "(default: data/topology/china.json)");
   server_cmd->add_option("--port-file", so.port_file, "write the bound port to this file");
-  server_cmd->add_option("--heartbeat-timeout-s", so.heartbeat_timeout_s,
-                         "mark a site down after this long without a heartbeat")
-      ->capture_default_str()->check(CLI::Range(0.1, 86400.0));
+  server_cmd
+      ->add_option("--heartbeat-timeout-s", so.heartbeat_timeout_s,
+                   "mark a site down after this long without a heartbeat")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 86400.0));
   server_cmd->callback([&] { rc = RunServer(so); });
 
   // agent
@@ -300,13 +304,15 @@ int Main(int argc, char** argv) {
       "dev", "run a whole local network: server, one agent per sample site, sample jobs");
   dev_cmd->add_flag("--demo", dev.demo, "submit the sample jobs, print the report, shut down");
   dev_cmd->add_option("--dir", dev.dir, "run directory (default: a new temporary one)");
-  dev_cmd->add_option("--port", dev.port, "server port (default: 8080 for plain dev, any free "
-                                          "port with --demo)");
+  dev_cmd->add_option("--port", dev.port,
+                      "server port (default: 8080 for plain dev, any free "
+                      "port with --demo)");
   dev_cmd->add_option("--topology", dev.topology, "topology file (default: the shipped sample)");
   dev_cmd->callback([&] { rc = RunDev(dev); });
 
   // catalog (offline)
-  CLI::App* catalog_cmd = app.add_subcommand("catalog", "list the accelerator catalog, with sources");
+  CLI::App* catalog_cmd =
+      app.add_subcommand("catalog", "list the accelerator catalog, with sources");
   catalog_cmd->add_flag("--json", as_json, "print JSON");
   std::string catalog_id;
   catalog_cmd->add_option("ID", catalog_id, "show one model with the source of every figure");
@@ -354,8 +360,8 @@ int Main(int argc, char** argv) {
       std::cout << c->ToJson().dump(2) << "\n";
       return;
     }
-    Table t({"ID", "VENDOR", "KIND", "FP16-EQ", "FP8", "INT8", "FP32", "FP64", "MEM", "BW",
-             "POWER", "SOFTWARE"});
+    Table t({"ID", "VENDOR", "KIND", "FP16-EQ", "FP8", "INT8", "FP32", "FP64", "MEM", "BW", "POWER",
+             "SOFTWARE"});
     auto num = [](const std::optional<double>& v) { return v ? Number(*v, 1) : "-"; };
     for (const auto& m : c->models()) {
       std::string sw;
@@ -392,8 +398,8 @@ int Main(int argc, char** argv) {
         for (const auto& p : s["telemetry"]["pools"]) busy += p.value("busy_cards", int64_t{0});
       }
       t.Add({s["id"], s["site"]["name"], s["site"]["area"], s["site"]["jurisdiction"], s["state"],
-             std::to_string(s["site"]["pools"].size()), std::to_string(cards),
-             std::to_string(busy), Number(s["site"]["pue"], 2),
+             std::to_string(s["site"]["pools"].size()), std::to_string(cards), std::to_string(busy),
+             Number(s["site"]["pue"], 2),
              Number(s["site"]["green_share"].get<double>() * 100, 0) + "%"});
     }
     std::cout << t.Render();
@@ -403,7 +409,8 @@ int Main(int argc, char** argv) {
   std::string r_acc, r_area, r_sw, r_jur;
   double r_max_price = -1;
   int64_t r_min_free = 0;
-  CLI::App* res_cmd = client_cmd("resources", "discover pools by accelerator, area, price, free cards");
+  CLI::App* res_cmd =
+      client_cmd("resources", "discover pools by accelerator, area, price, free cards");
   res_cmd->add_option("--accelerator", r_acc, "catalog id, e.g. ascend-910b");
   res_cmd->add_option("--area", r_area, "hub/cluster area, e.g. nx");
   res_cmd->add_option("--jurisdiction", r_jur, "e.g. CN-NX");
@@ -431,7 +438,8 @@ int Main(int argc, char** argv) {
       std::cout << r->dump(2) << "\n";
       return;
     }
-    Table t({"POOL", "ACCELERATOR", "FREE", "CARDS", "PRICE/CARD-H", "FP16 PFLOPS", "UTIL", "STATE"});
+    Table t(
+        {"POOL", "ACCELERATOR", "FREE", "CARDS", "PRICE/CARD-H", "FP16 PFLOPS", "UTIL", "STATE"});
     for (const auto& p : (*r)["pools"]) {
       std::string util = "-";
       if (p["telemetry"].is_object()) {
@@ -593,8 +601,7 @@ int Main(int argc, char** argv) {
     }
     std::cout << fmt::format("{}  {}{}\n", (*r)["id"].get<std::string>(),
                              (*r)["state"].get<std::string>(),
-                             (*r)["cancel_requested"].get<bool>() &&
-                                     (*r)["state"] != "cancelled"
+                             (*r)["cancel_requested"].get<bool>() && (*r)["state"] != "cancelled"
                                  ? " (cancel requested; the site will stop it)"
                                  : "");
   });
@@ -624,9 +631,8 @@ int Main(int argc, char** argv) {
       }
       if (r->status >= 400) {
         Json j = Json::parse(r->body, nullptr, false);
-        rc = Fail(InvalidArgument(j.is_object() && j.contains("error")
-                                      ? j["error"].value("message", r->body)
-                                      : r->body));
+        rc = Fail(InvalidArgument(
+            j.is_object() && j.contains("error") ? j["error"].value("message", r->body) : r->body));
         return;
       }
       std::cout << r->body << std::flush;

@@ -1,5 +1,6 @@
 #include "src/cli/dev.h"
 
+#include <fmt/format.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <fstream>
 #include <iostream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "src/agent/agent_config.h"
 #include "src/cli/cli.h"
@@ -50,7 +49,8 @@ class Network {
 Result<Json> Get(const net::HttpClient& c, const std::string& target) {
   auto r = c.Send("GET", target);
   if (!r.ok()) return r.status();
-  if (r->status != 200) return Internal(fmt::format("GET {}: HTTP {}: {}", target, r->status, r->body));
+  if (r->status != 200)
+    return Internal(fmt::format("GET {}: HTTP {}: {}", target, r->status, r->body));
   return ParseJson(r->body, target);
 }
 
@@ -70,8 +70,7 @@ int RunDev(const DevOptions& o) {
     return 1;
   }
   auto data_dir = FindDataDir();
-  std::string topology_path =
-      o.topology.empty() ? *data_dir + "/topology/china.json" : o.topology;
+  std::string topology_path = o.topology.empty() ? *data_dir + "/topology/china.json" : o.topology;
   auto topo = Topology::LoadFile(topology_path, *catalog);
   if (!topo.ok()) {
     std::cerr << "error: " << topo.status().message() << "\n";
@@ -193,8 +192,7 @@ int RunDev(const DevOptions& o) {
       continue;
     }
     std::cout << fmt::format("  ran on   {} x {} at {}\n", order["cards"].get<int64_t>(),
-                             order["accelerator"].get<std::string>(),
-                             SiteName(*topo, j["site"]));
+                             order["accelerator"].get<std::string>(), SiteName(*topo, j["site"]));
     std::cout << fmt::format("  why      {}\n", decision["summary"].get<std::string>());
     std::cout << fmt::format(
         "  estimate {} run + {} staging, {} ({} compute + {} data transfer), {} kWh, {} kg CO2\n",
@@ -221,11 +219,11 @@ int RunDev(const DevOptions& o) {
           Cny(w["total_cny"]), Cny(order["total_cny"]));
     }
     if (j.contains("metered")) {
-      std::cout << fmt::format("  metered  {} card-h of stand-in run = {}; exit code {}\n",
-                               Number(j["metered"]["card_hours"], 4),
-                               Cny(j["metered"]["compute_cny"]),
-                               j["exit_code"].is_null() ? std::string("-")
-                                                        : std::to_string(j["exit_code"].get<int64_t>()));
+      std::cout << fmt::format(
+          "  metered  {} card-h of stand-in run = {}; exit code {}\n",
+          Number(j["metered"]["card_hours"], 4), Cny(j["metered"]["compute_cny"]),
+          j["exit_code"].is_null() ? std::string("-")
+                                   : std::to_string(j["exit_code"].get<int64_t>()));
     }
   }
   if (!all_done) {

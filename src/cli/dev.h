@@ -15,8 +15,8 @@ namespace cpn::cli {
 
 struct DevOptions {
   bool demo = false;
-  std::string dir;  // run directory; a fresh temporary one if empty
-  int port = 0;     // server port; 0 picks a free one
+  std::string dir;       // run directory; a fresh temporary one if empty
+  int port = 0;          // server port; 0 picks a free one
   std::string topology;  // topology file; the shipped one if empty
 };
 

@@ -1,10 +1,10 @@
 #include "src/cli/format.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <ctime>
-
-#include <fmt/format.h>
 
 namespace cpn::cli {
 

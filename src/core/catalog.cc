@@ -1,9 +1,9 @@
 #include "src/core/catalog.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "src/core/data_dir.h"
 #include "src/core/ids.h"
@@ -12,9 +12,12 @@ namespace cpn {
 
 std::string_view JobClassName(JobClass c) {
   switch (c) {
-    case JobClass::kTraining: return "training";
-    case JobClass::kInference: return "inference";
-    case JobClass::kBatch: return "batch";
+    case JobClass::kTraining:
+      return "training";
+    case JobClass::kInference:
+      return "inference";
+    case JobClass::kBatch:
+      return "batch";
   }
   return "training";
 }
@@ -34,9 +37,12 @@ double AcceleratorModel::fp16_equivalent_tflops() const {
 
 double AcceleratorModel::efficiency(JobClass c) const {
   switch (c) {
-    case JobClass::kTraining: return efficiency_training;
-    case JobClass::kInference: return efficiency_inference;
-    case JobClass::kBatch: return efficiency_batch;
+    case JobClass::kTraining:
+      return efficiency_training;
+    case JobClass::kInference:
+      return efficiency_inference;
+    case JobClass::kBatch:
+      return efficiency_batch;
   }
   return efficiency_training;
 }
@@ -55,8 +61,8 @@ std::string AcceleratorModel::SourceOf(const std::string& figure) const {
 namespace {
 
 const std::set<std::string> kKinds = {"gpu", "npu", "mlu", "dcu", "cpu"};
-const std::set<std::string> kFigures = {"*",           "fp64_tflops",  "fp32_tflops",
-                                        "fp16_tflops", "fp8_tflops",   "int8_tops",
+const std::set<std::string> kFigures = {"*",           "fp64_tflops",          "fp32_tflops",
+                                        "fp16_tflops", "fp8_tflops",           "int8_tops",
                                         "memory_gb",   "memory_bandwidth_gbs", "board_power_w",
                                         "efficiency",  "server_price_cny"};
 
@@ -129,8 +135,8 @@ Result<Catalog> Catalog::FromJson(const Json& doc, const std::string& what) {
     auto m = ModelFromJson((*list)[i], fmt::format("{}.accelerators[{}]", what, i));
     if (!m.ok()) return m.status();
     if (!ids.insert(m->id).second) {
-      return InvalidArgument(fmt::format("{}.accelerators[{}].id: duplicate id '{}'", what, i,
-                                         m->id));
+      return InvalidArgument(
+          fmt::format("{}.accelerators[{}].id: duplicate id '{}'", what, i, m->id));
     }
     c.models_.push_back(std::move(m).value());
   }
@@ -154,8 +160,9 @@ Result<Catalog> Catalog::LoadDefault() {
 }
 
 const AcceleratorModel* Catalog::Find(std::string_view id) const {
-  auto it = std::lower_bound(models_.begin(), models_.end(), id,
-                             [](const AcceleratorModel& m, std::string_view k) { return m.id < k; });
+  auto it =
+      std::lower_bound(models_.begin(), models_.end(), id,
+                       [](const AcceleratorModel& m, std::string_view k) { return m.id < k; });
   return (it != models_.end() && it->id == id) ? &*it : nullptr;
 }
 

@@ -1,8 +1,8 @@
 #include "src/core/catalog.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
+
+#include <set>
 
 namespace cpn {
 namespace {

@@ -1,8 +1,8 @@
 #include "src/core/ids.h"
 
-#include <vector>
-
 #include <fmt/format.h>
+
+#include <vector>
 
 namespace cpn {
 namespace {
@@ -70,8 +70,8 @@ Status ValidateSiteId(std::string_view text, std::string_view what) {
   auto id = ParseResourceId(text, what);
   if (!id.ok()) return id.status();
   if (!id->is_site()) {
-    return InvalidArgument(fmt::format("{}: '{}' is not a site id (cpn:<node>/<provider>/<site>)",
-                                       what, text));
+    return InvalidArgument(
+        fmt::format("{}: '{}' is not a site id (cpn:<node>/<provider>/<site>)", what, text));
   }
   return Status::Ok();
 }
@@ -80,8 +80,8 @@ Status ValidatePoolId(std::string_view text, std::string_view what) {
   auto id = ParseResourceId(text, what);
   if (!id.ok()) return id.status();
   if (!id->is_pool()) {
-    return InvalidArgument(fmt::format(
-        "{}: '{}' is not a pool id (cpn:<node>/<provider>/<site>/<pool>)", what, text));
+    return InvalidArgument(
+        fmt::format("{}: '{}' is not a pool id (cpn:<node>/<provider>/<site>/<pool>)", what, text));
   }
   return Status::Ok();
 }

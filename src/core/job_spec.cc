@@ -8,10 +8,14 @@ namespace cpn {
 
 std::string_view PolicyName(Policy p) {
   switch (p) {
-    case Policy::kCheapest: return "cheapest";
-    case Policy::kFastest: return "fastest";
-    case Policy::kGreenest: return "greenest";
-    case Policy::kBalanced: return "balanced";
+    case Policy::kCheapest:
+      return "cheapest";
+    case Policy::kFastest:
+      return "fastest";
+    case Policy::kGreenest:
+      return "greenest";
+    case Policy::kBalanced:
+      return "balanced";
   }
   return "balanced";
 }
@@ -21,16 +25,20 @@ Result<Policy> ParsePolicy(std::string_view t) {
   if (t == "fastest") return Policy::kFastest;
   if (t == "greenest") return Policy::kGreenest;
   if (t == "balanced") return Policy::kBalanced;
-  return InvalidArgument(fmt::format(
-      "unknown policy '{}' (expected cheapest, fastest, greenest or balanced)", t));
+  return InvalidArgument(
+      fmt::format("unknown policy '{}' (expected cheapest, fastest, greenest or balanced)", t));
 }
 
 std::string_view ResidencyName(Residency r) {
   switch (r) {
-    case Residency::kAnywhere: return "anywhere";
-    case Residency::kCountry: return "country";
-    case Residency::kProvince: return "province";
-    case Residency::kSite: return "site";
+    case Residency::kAnywhere:
+      return "anywhere";
+    case Residency::kCountry:
+      return "country";
+    case Residency::kProvince:
+      return "province";
+    case Residency::kSite:
+      return "site";
   }
   return "anywhere";
 }
@@ -40,8 +48,8 @@ Result<Residency> ParseResidency(std::string_view t) {
   if (t == "country") return Residency::kCountry;
   if (t == "province") return Residency::kProvince;
   if (t == "site") return Residency::kSite;
-  return InvalidArgument(fmt::format(
-      "unknown residency '{}' (expected anywhere, country, province or site)", t));
+  return InvalidArgument(
+      fmt::format("unknown residency '{}' (expected anywhere, country, province or site)", t));
 }
 
 namespace {
@@ -86,11 +94,15 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
   }
   if (r.ok()) {
     auto c = ParseJobClass(cls);
-    if (!c.ok()) r.FailField("class", c.status().message());
-    else s.job_class = *c;
+    if (!c.ok())
+      r.FailField("class", c.status().message());
+    else
+      s.job_class = *c;
     auto p = ParsePolicy(policy);
-    if (!p.ok()) r.FailField("policy", p.status().message());
-    else s.policy = *p;
+    if (!p.ok())
+      r.FailField("policy", p.status().message());
+    else
+      s.policy = *p;
   }
 
   if (const Json* res = r.Object("resources")) {
@@ -119,8 +131,10 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
     if (dr.ok()) dr.Fail(ValidateSiteId(s.dataset_site, dr.FieldPath("site")));
     if (dr.ok()) {
       auto rv = ParseResidency(residency);
-      if (!rv.ok()) dr.FailField("residency", rv.status().message());
-      else s.residency = *rv;
+      if (!rv.ok())
+        dr.FailField("residency", rv.status().message());
+      else
+        s.residency = *rv;
     }
     r.Fail(dr.Finish());
   }

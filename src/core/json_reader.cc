@@ -1,8 +1,8 @@
 #include "src/core/json_reader.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
+
+#include <cmath>
 
 namespace cpn {
 
@@ -18,8 +18,10 @@ bool TooDeep(const std::string& text) {
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -35,8 +37,8 @@ bool TooDeep(const std::string& text) {
 
 Result<Json> ParseJson(const std::string& text, const std::string& what) {
   if (TooDeep(text)) {
-    return InvalidArgument(fmt::format("{}: JSON nested deeper than {} levels", what,
-                                       kMaxJsonDepth));
+    return InvalidArgument(
+        fmt::format("{}: JSON nested deeper than {} levels", what, kMaxJsonDepth));
   }
   try {
     return Json::parse(text);
@@ -58,8 +60,8 @@ std::string JsonTypeName(const Json& v) {
 FieldReader::FieldReader(const Json& object, std::string path)
     : object_(object), path_(std::move(path)) {
   if (!object_.is_object()) {
-    status_ = InvalidArgument(fmt::format("{}: expected an object, got {}", path_,
-                                          JsonTypeName(object_)));
+    status_ = InvalidArgument(
+        fmt::format("{}: expected an object, got {}", path_, JsonTypeName(object_)));
   }
 }
 
@@ -142,8 +144,8 @@ void FieldReader::Int(const std::string& name, int64_t* out, int64_t min, int64_
   // Unsigned values above int64 range and floats are both range-checked as double.
   double d = v->get<double>();
   if (d < static_cast<double>(min) || d > static_cast<double>(max)) {
-    FailField(name, fmt::format("expected an integer between {} and {}, got {}", min, max,
-                                v->dump()));
+    FailField(name,
+              fmt::format("expected an integer between {} and {}, got {}", min, max, v->dump()));
     return;
   }
   *out = v->is_number_float() ? static_cast<int64_t>(d) : v->get<int64_t>();

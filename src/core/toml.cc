@@ -1,9 +1,9 @@
 #include "src/core/toml.h"
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstdlib>
-
-#include <fmt/format.h>
 
 namespace cpn {
 namespace {
@@ -62,11 +62,20 @@ class LineParser {
       if (c == '\\') {
         if (++i >= s_.size()) break;
         switch (s_[i]) {
-          case 'n': v += '\n'; break;
-          case 't': v += '\t'; break;
-          case '"': v += '"'; break;
-          case '\\': v += '\\'; break;
-          default: return fmt::format("unsupported escape '\\{}' in string", s_[i]);
+          case 'n':
+            v += '\n';
+            break;
+          case 't':
+            v += '\t';
+            break;
+          case '"':
+            v += '"';
+            break;
+          case '\\':
+            v += '\\';
+            break;
+          default:
+            return fmt::format("unsupported escape '\\{}' in string", s_[i]);
         }
         continue;
       }
@@ -89,15 +98,17 @@ class LineParser {
       if (auto e = Value(&item); !e.empty()) return e;
       out->push_back(item);
       SkipSpace();
-      if (pos_ < s_.size() && s_[pos_] == ',') ++pos_;
-      else if (pos_ < s_.size() && s_[pos_] != ']') return "expected ',' or ']' in array";
+      if (pos_ < s_.size() && s_[pos_] == ',')
+        ++pos_;
+      else if (pos_ < s_.size() && s_[pos_] != ']')
+        return "expected ',' or ']' in array";
     }
   }
 
   std::string NumberValue(Json* out) {
     size_t start = pos_;
-    while (pos_ < s_.size() && std::string_view("+-0123456789._eE").find(s_[pos_]) !=
-                                   std::string_view::npos) {
+    while (pos_ < s_.size() &&
+           std::string_view("+-0123456789._eE").find(s_[pos_]) != std::string_view::npos) {
       ++pos_;
     }
     std::string tok = s_.substr(start, pos_ - start);

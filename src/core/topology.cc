@@ -1,9 +1,9 @@
 #include "src/core/topology.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <set>
-
-#include <fmt/format.h>
 
 #include "src/core/data_dir.h"
 #include "src/core/ids.h"
@@ -26,8 +26,7 @@ Status ValidateJurisdiction(const std::string& j, const std::string& path) {
     ok = (c >= 'A' && c <= 'Z') || (i > 2 && c >= '0' && c <= '9');
   }
   if (!ok) {
-    return InvalidArgument(path + ": '" + j +
-                           "' is not an ISO 3166-2 code such as CN-BJ or CN-NX");
+    return InvalidArgument(path + ": '" + j + "' is not an ISO 3166-2 code such as CN-BJ or CN-NX");
   }
   return Status::Ok();
 }

@@ -1,8 +1,8 @@
 #include "src/core/topology.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include "src/testing/fixtures.h"
 

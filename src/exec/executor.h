@@ -26,7 +26,7 @@ struct ExecSpec {
 
 struct ExecResult {
   bool finished = false;
-  int exit_code = 0;    // valid when finished and !signaled
+  int exit_code = 0;  // valid when finished and !signaled
   bool signaled = false;
   int signal = 0;
 };

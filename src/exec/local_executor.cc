@@ -26,11 +26,14 @@ Status LocalExecutor::Start(const ExecSpec& spec) {
   std::error_code ec;
   if (!spec.workdir.empty()) {
     std::filesystem::create_directories(spec.workdir, ec);
-    if (ec) return FailedPrecondition("cannot create working directory " + spec.workdir + ": " + ec.message());
+    if (ec)
+      return FailedPrecondition("cannot create working directory " + spec.workdir + ": " +
+                                ec.message());
   }
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
-    return FailedPrecondition("cannot open log file " + spec.log_path + ": " + std::strerror(errno));
+    return FailedPrecondition("cannot open log file " + spec.log_path + ": " +
+                              std::strerror(errno));
   }
   // Build argv/envp before fork: only async-signal-safe calls after it.
   std::vector<std::string> env_strings;

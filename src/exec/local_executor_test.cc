@@ -1,5 +1,6 @@
 #include "src/exec/local_executor.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -7,8 +8,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace cpn {
 namespace {
@@ -45,8 +44,11 @@ TEST(LocalExecutor, RunsWithEnvironmentWorkdirAndLog) {
   SystemClock clock;
   LocalExecutor ex(clock);
   std::string dir = TempDir();
-  ExecSpec spec{"job-000000000001", "echo slots=$CPN_CARD_SLOTS; pwd; echo oops >&2; exit 3",
-                {{"CPN_CARD_SLOTS", "0,1"}}, dir + "/work", dir + "/log"};
+  ExecSpec spec{"job-000000000001",
+                "echo slots=$CPN_CARD_SLOTS; pwd; echo oops >&2; exit 3",
+                {{"CPN_CARD_SLOTS", "0,1"}},
+                dir + "/work",
+                dir + "/log"};
   ASSERT_TRUE(ex.Start(spec).ok());
   ExecResult r = WaitFor(ex, spec.job_id);
   EXPECT_EQ(r.exit_code, 3);

@@ -11,11 +11,11 @@
 namespace cpn::net {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // path and query, as sent
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // path and query, as sent
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
-  std::string peer;    // "127.0.0.1:53122"
+  std::string peer;  // "127.0.0.1:53122"
   // For long polls: false once the server has stopped waiting.
   bool may_wait = true;
 

@@ -1,12 +1,10 @@
-#include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
-
 #include "src/net/http_client.h"
-
-#include <chrono>
-#include <exception>
 
 #include <boost/asio.hpp>
 #include <boost/beast.hpp>
+#include <chrono>
+#include <exception>
+#include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
 
 namespace cpn::net {
 

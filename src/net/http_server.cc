@@ -1,17 +1,15 @@
 // The only translation unit (with http_client.cc) that includes Beast/Asio.
-#include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
-
 #include "src/net/http_server.h"
 
 #include <atomic>
-#include <chrono>
-#include <optional>
-#include <thread>
-#include <vector>
-
 #include <boost/asio.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/beast.hpp>
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
+#include <vector>
 
 namespace cpn::net {
 
@@ -72,14 +70,15 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
     if (ec) {
       std::optional<HttpResponse> reply;
       if (ec == http::error::body_limit) {
-        reply = ErrorResponse(413, "payload_too_large",
-                              "request body exceeds " +
-                                  std::to_string(impl->options.max_body_bytes) + " bytes");
+        reply = ErrorResponse(
+            413, "payload_too_large",
+            "request body exceeds " + std::to_string(impl->options.max_body_bytes) + " bytes");
       } else if (ec == http::error::header_limit) {
         reply = ErrorResponse(431, "headers_too_large", "request headers exceed 16384 bytes");
       } else if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
                  ec != asio::error::connection_reset && ec != asio::error::eof &&
-                 ec != asio::error::operation_aborted && ec.category() == http::make_error_code(http::error::end_of_stream).category()) {
+                 ec != asio::error::operation_aborted &&
+                 ec.category() == http::make_error_code(http::error::end_of_stream).category()) {
         reply = ErrorResponse(400, "bad_request", "malformed HTTP request");
       }
       if (reply) {

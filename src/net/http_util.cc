@@ -1,6 +1,6 @@
-#include "src/net/http.h"
-
 #include <cctype>
+
+#include "src/net/http.h"
 
 namespace cpn::net {
 
@@ -45,7 +45,8 @@ std::map<std::string, std::string> QueryOf(const std::string& target) {
   size_t start = 0;
   while (start <= rest.size()) {
     size_t amp = rest.find('&', start);
-    std::string part = rest.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    std::string part =
+        rest.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     if (!part.empty()) {
       size_t eq = part.find('=');
       std::string k = UrlDecode(part.substr(0, eq));

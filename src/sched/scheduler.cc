@@ -1,33 +1,45 @@
 #include "src/sched/scheduler.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace cpn::sched {
 
 std::string_view RejectReasonName(RejectReason r) {
   switch (r) {
-    case RejectReason::kAccelerator: return "accelerator";
-    case RejectReason::kMemory: return "memory";
-    case RejectReason::kSoftware: return "software";
-    case RejectReason::kResidency: return "residency";
-    case RejectReason::kCapacity: return "capacity";
-    case RejectReason::kSiteUnavailable: return "site_unavailable";
-    case RejectReason::kDeadline: return "deadline";
-    case RejectReason::kBudget: return "budget";
-    case RejectReason::kBusy: return "busy";
+    case RejectReason::kAccelerator:
+      return "accelerator";
+    case RejectReason::kMemory:
+      return "memory";
+    case RejectReason::kSoftware:
+      return "software";
+    case RejectReason::kResidency:
+      return "residency";
+    case RejectReason::kCapacity:
+      return "capacity";
+    case RejectReason::kSiteUnavailable:
+      return "site_unavailable";
+    case RejectReason::kDeadline:
+      return "deadline";
+    case RejectReason::kBudget:
+      return "budget";
+    case RejectReason::kBusy:
+      return "busy";
   }
   return "unknown";
 }
 
 std::string_view OutcomeName(Outcome o) {
   switch (o) {
-    case Outcome::kPlaced: return "placed";
-    case Outcome::kQueued: return "queued";
-    case Outcome::kInfeasible: return "infeasible";
+    case Outcome::kPlaced:
+      return "placed";
+    case Outcome::kQueued:
+      return "queued";
+    case Outcome::kInfeasible:
+      return "infeasible";
   }
   return "infeasible";
 }
@@ -56,8 +68,7 @@ Option Estimate(const JobSpec& job, const Site& site, const Pool& pool,
   o.completion_h = o.transfer_h + o.run_h;
   o.compute_cny = static_cast<double>(job.cards) * o.run_h * pool.price_cny_per_card_hour;
   o.total_cny = o.compute_cny + o.transfer_cny;
-  o.energy_kwh =
-      static_cast<double>(job.cards) * model.board_power_w / 1000.0 * o.run_h * site.pue;
+  o.energy_kwh = static_cast<double>(job.cards) * model.board_power_w / 1000.0 * o.run_h * site.pue;
   o.electricity_cny = o.energy_kwh * site.electricity_cny_per_kwh;
   o.carbon_kg = o.energy_kwh * site.carbon_kg_per_kwh * (1.0 - site.green_share);
   return o;
@@ -77,8 +88,8 @@ bool Fits(const JobSpec& job, const AcceleratorModel& model, const Pool& pool,
                   fmt::format("has {}, job asks for {}", model.id, job.accelerator));
   }
   if (model.memory_gb < job.min_memory_gb) {
-    return reject(RejectReason::kMemory, fmt::format("{} GB per card < {} GB needed",
-                                                     model.memory_gb, job.min_memory_gb));
+    return reject(RejectReason::kMemory,
+                  fmt::format("{} GB per card < {} GB needed", model.memory_gb, job.min_memory_gb));
   }
   for (const auto& sw : job.software) {
     if (!model.HasSoftware(sw)) {
@@ -94,7 +105,8 @@ bool Fits(const JobSpec& job, const AcceleratorModel& model, const Pool& pool,
 
 bool ResidencyAllows(const JobSpec& job, const Site& data, const Site& site, std::string* why) {
   switch (job.residency) {
-    case Residency::kAnywhere: return true;
+    case Residency::kAnywhere:
+      return true;
     case Residency::kCountry:
       if (site.country() == data.country()) return true;
       *why = fmt::format("data may not leave {} (site is in {})", data.country(), site.country());
@@ -112,12 +124,14 @@ bool ResidencyAllows(const JobSpec& job, const Site& data, const Site& site, std
   return false;
 }
 
-double PolicyScore(Policy p, const Option& o, double min_cost, double min_time,
-                   double min_carbon) {
+double PolicyScore(Policy p, const Option& o, double min_cost, double min_time, double min_carbon) {
   switch (p) {
-    case Policy::kCheapest: return o.total_cny;
-    case Policy::kFastest: return o.completion_h;
-    case Policy::kGreenest: return o.carbon_kg;
+    case Policy::kCheapest:
+      return o.total_cny;
+    case Policy::kFastest:
+      return o.completion_h;
+    case Policy::kGreenest:
+      return o.carbon_kg;
     case Policy::kBalanced:
       // Each metric relative to the best candidate's, equally weighted; +1 keeps
       // fully green (zero-carbon) sites from dividing by zero.
@@ -130,10 +144,14 @@ double PolicyScore(Policy p, const Option& o, double min_cost, double min_time,
 
 std::string DescribeMetric(Policy p, const Option& o) {
   switch (p) {
-    case Policy::kCheapest: return fmt::format("{:.0f} CNY", o.total_cny);
-    case Policy::kFastest: return fmt::format("{:.1f} h", o.completion_h);
-    case Policy::kGreenest: return fmt::format("{:.1f} kg CO2", o.carbon_kg);
-    case Policy::kBalanced: return fmt::format("score {:.3f}", o.score);
+    case Policy::kCheapest:
+      return fmt::format("{:.0f} CNY", o.total_cny);
+    case Policy::kFastest:
+      return fmt::format("{:.1f} h", o.completion_h);
+    case Policy::kGreenest:
+      return fmt::format("{:.1f} kg CO2", o.carbon_kg);
+    case Policy::kBalanced:
+      return fmt::format("score {:.3f}", o.score);
   }
   return "";
 }
@@ -196,9 +214,9 @@ Decision Decide(const JobSpec& job, const SchedulerInput& in) {
         continue;
       }
       if (job.budget_cny && o.total_cny > *job.budget_cny) {
-        d.rejected.push_back({pool.id, RejectReason::kBudget,
-                              fmt::format("costs {:.0f} CNY > budget {:.0f} CNY", o.total_cny,
-                                          *job.budget_cny)});
+        d.rejected.push_back(
+            {pool.id, RejectReason::kBudget,
+             fmt::format("costs {:.0f} CNY > budget {:.0f} CNY", o.total_cny, *job.budget_cny)});
         continue;
       }
       if (load.free_cards < job.cards) {
@@ -241,8 +259,8 @@ Decision Decide(const JobSpec& job, const SchedulerInput& in) {
                             DescribeMetric(job.policy, best), d.ranked.size());
     if (d.ranked.size() > 1) {
       const Option& second = d.ranked[1];
-      d.summary += fmt::format("; runner-up {} ({})", second.pool_id,
-                               DescribeMetric(job.policy, second));
+      d.summary +=
+          fmt::format("; runner-up {} ({})", second.pool_id, DescribeMetric(job.policy, second));
     }
   } else if (!busy.empty()) {
     d.outcome = Outcome::kQueued;
@@ -267,8 +285,8 @@ OwnershipCost EstimateOwnership(const JobSpec& job, const AcceleratorModel& mode
   OwnershipCost c;
   c.servers = (job.cards + model.cards_per_server - 1) / model.cards_per_server;
   c.capex_cny = static_cast<double>(c.servers) * model.server_price_cny;
-  double kwh = static_cast<double>(job.cards) * model.board_power_w / 1000.0 * run_h *
-               home_site.pue;
+  double kwh =
+      static_cast<double>(job.cards) * model.board_power_w / 1000.0 * run_h * home_site.pue;
   c.energy_cny = kwh * home_site.electricity_cny_per_kwh;
   c.total_cny = c.capex_cny + c.energy_cny;
   return c;

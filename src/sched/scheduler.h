@@ -103,7 +103,7 @@ struct OwnershipCost {
   double energy_cny = 0;
   double total_cny = 0;
 };
-OwnershipCost EstimateOwnership(const JobSpec& job, const AcceleratorModel& model,
-                                double run_h, const Site& home_site);
+OwnershipCost EstimateOwnership(const JobSpec& job, const AcceleratorModel& model, double run_h,
+                                const Site& home_site);
 
 }  // namespace cpn::sched

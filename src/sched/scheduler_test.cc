@@ -9,7 +9,8 @@ namespace {
 
 class SchedulerTest : public ::testing::Test {
  protected:
-  SchedulerTest() : catalog_(cpn::testing::TestCatalog()), topo_(cpn::testing::TestTopology(catalog_)) {}
+  SchedulerTest()
+      : catalog_(cpn::testing::TestCatalog()), topo_(cpn::testing::TestTopology(catalog_)) {}
 
   JobSpec Job() {
     JobSpec j;
@@ -43,11 +44,11 @@ TEST_F(SchedulerTest, EstimatesMatchHandComputedFigures) {
   EXPECT_DOUBLE_EQ(o.run_h, 10.0);
   // 100 GB x 8 / 10 Gbit/s = 80 s, plus 3 x 20 ms of set-up.
   EXPECT_NEAR(o.transfer_h, 80.06 / 3600.0, 1e-12);
-  EXPECT_DOUBLE_EQ(o.transfer_cny, 5.0);        // 100 GB x 0.05
-  EXPECT_DOUBLE_EQ(o.compute_cny, 200.0);       // 4 cards x 10 h x 5 CNY
+  EXPECT_DOUBLE_EQ(o.transfer_cny, 5.0);   // 100 GB x 0.05
+  EXPECT_DOUBLE_EQ(o.compute_cny, 200.0);  // 4 cards x 10 h x 5 CNY
   EXPECT_DOUBLE_EQ(o.total_cny, 205.0);
-  EXPECT_NEAR(o.energy_kwh, 17.6, 1e-9);        // 4 x 0.4 kW x 10 h x PUE 1.1
-  EXPECT_NEAR(o.carbon_kg, 5.28, 1e-9);         // 17.6 x 0.6 x (1 - 0.5)
+  EXPECT_NEAR(o.energy_kwh, 17.6, 1e-9);  // 4 x 0.4 kW x 10 h x PUE 1.1
+  EXPECT_NEAR(o.carbon_kg, 5.28, 1e-9);   // 17.6 x 0.6 x (1 - 0.5)
   EXPECT_NEAR(o.electricity_cny, 17.6 * 0.36, 1e-9);
 
   const Site* east = topo_.FindSite("cpn:cn.bj/acme/bj-1");

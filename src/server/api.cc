@@ -1,9 +1,9 @@
 #include "src/server/api.h"
 
+#include <fmt/format.h>
+
 #include <charconv>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "src/core/ids.h"
 
@@ -14,15 +14,24 @@ using net::HttpResponse;
 
 int HttpStatusFor(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kAlreadyExists: return 409;
-    case StatusCode::kFailedPrecondition: return 409;
-    case StatusCode::kResourceExhausted: return 429;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kDeadlineExceeded: return 504;
-    case StatusCode::kInternal: return 500;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kAlreadyExists:
+      return 409;
+    case StatusCode::kFailedPrecondition:
+      return 409;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -37,10 +46,10 @@ HttpResponse JsonResponse(int status, const Json& body) {
 
 HttpResponse ErrorResponse(const Status& s) {
   int status = HttpStatusFor(s.code());
-  return JsonResponse(status, {{"error",
-                                {{"code", StatusCodeName(s.code())},
-                                 {"message", s.message()},
-                                 {"status", status}}}});
+  return JsonResponse(
+      status,
+      {{"error",
+        {{"code", StatusCodeName(s.code())}, {"message", s.message()}, {"status", status}}}});
 }
 
 namespace {
@@ -55,8 +64,8 @@ std::vector<std::string> SplitPath(const std::string& path) {
   size_t start = 1;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
-    std::string part = path.substr(start, slash == std::string::npos ? std::string::npos
-                                                                     : slash - start);
+    std::string part =
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
     if (!part.empty()) parts.push_back(net::UrlDecode(part));
     if (slash == std::string::npos) break;
     start = slash + 1;
@@ -71,9 +80,8 @@ bool IsJson(const HttpRequest& req) {
 
 Result<Json> JsonBody(const HttpRequest& req) {
   if (!IsJson(req)) {
-    return Status(StatusCode::kInvalidArgument,
-                  "expected Content-Type: application/json, got '" +
-                      req.Header("content-type").substr(0, 64) + "'");
+    return Status(StatusCode::kInvalidArgument, "expected Content-Type: application/json, got '" +
+                                                    req.Header("content-type").substr(0, 64) + "'");
   }
   return ParseJson(req.body, "request body");
 }
@@ -85,9 +93,10 @@ Result<int64_t> IntParam(const std::map<std::string, std::string>& q, const std:
   int64_t v = 0;
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
   if (ec != std::errc() || p != it->second.data() + it->second.size() || v < min || v > max) {
-    return InvalidArgument(fmt::format("query parameter {}: expected an integer between {} and "
-                                       "{}, got '{}'",
-                                       name, min, max, it->second.substr(0, 32)));
+    return InvalidArgument(
+        fmt::format("query parameter {}: expected an integer between {} and "
+                    "{}, got '{}'",
+                    name, min, max, it->second.substr(0, 32)));
   }
   return v;
 }
@@ -100,8 +109,8 @@ Status CheckParams(const std::map<std::string, std::string>& q,
     if (!ok) {
       std::string list;
       for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      return InvalidArgument("unknown query parameter '" + k.substr(0, 32) + "' (accepted: " +
-                             (list.empty() ? "none" : list) + ")");
+      return InvalidArgument("unknown query parameter '" + k.substr(0, 32) +
+                             "' (accepted: " + (list.empty() ? "none" : list) + ")");
     }
   }
   return Status::Ok();
@@ -121,8 +130,10 @@ Json SiteRecordToJson(const SiteRecord& r) {
 HttpResponse Api::Handle(const HttpRequest& req) {
   requests_++;
   HttpResponse r = Route(req);
-  if (r.status >= 500) server_errors_++;
-  else if (r.status >= 400) client_errors_++;
+  if (r.status >= 500)
+    server_errors_++;
+  else if (r.status >= 400)
+    client_errors_++;
   return r;
 }
 
@@ -162,14 +173,51 @@ HttpResponse Api::Route(const HttpRequest& req) {
     return r;
   }
   if (parts.empty() || parts[0] != "v1") {
-    return Error(404, "not_found", "no such endpoint: " + path.substr(0, 200) +
-                                       " (the API lives under /v1; see docs/api.md)");
+    return Error(
+        404, "not_found",
+        "no such endpoint: " + path.substr(0, 200) + " (the API lives under /v1; see docs/api.md)");
   }
 
   // /v1/catalog
   if (parts.size() == 2 && parts[1] == "catalog") {
     if (m != "GET") return method_not_allowed("GET");
     return JsonResponse(200, platform_.catalog().ToJson());
+  }
+
+  // /v1/providers, /v1/providers/{node}/{provider}
+  if (parts.size() >= 2 && parts[1] == "providers") {
+    auto to_json = [](const ProviderRecord& p) {
+      return Json{{"id", p.id},
+                  {"name", p.name},
+                  {"contact", p.contact},
+                  {"state", p.state},
+                  {"registered_ms", p.registered_ms}};
+    };
+    if (parts.size() == 2) {
+      if (m == "GET") {
+        auto list = platform_.ListProviders();
+        if (!list.ok()) return ErrorResponse(list.status());
+        Json out = Json::array();
+        for (const auto& p : *list) out.push_back(to_json(p));
+        return JsonResponse(200, {{"providers", out}});
+      }
+      if (m == "POST") {
+        auto body = JsonBody(req);
+        if (!body.ok()) return ErrorResponse(body.status());
+        auto p = platform_.RegisterProvider(*body);
+        if (!p.ok()) return ErrorResponse(p.status());
+        return JsonResponse(200, to_json(*p));
+      }
+      return method_not_allowed("GET, POST");
+    }
+    if (parts.size() == 4) {
+      if (m != "DELETE") return method_not_allowed("DELETE");
+      std::string id = "cpn:" + parts[2] + "/" + parts[3];
+      Status s = platform_.DeregisterProvider(id);
+      if (!s.ok()) return ErrorResponse(s);
+      return JsonResponse(200, {{"id", id}, {"state", "deregistered"}});
+    }
+    return Error(404, "not_found", "provider paths are /v1/providers/{node}/{provider}");
   }
 
   // /v1/sites, /v1/sites/{node}/{provider}/{site}[/heartbeat]
@@ -228,8 +276,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
 
   if (parts.size() == 2 && parts[1] == "resources") {
     if (m != "GET") return method_not_allowed("GET");
-    Status s = CheckParams(query, {"accelerator", "area", "jurisdiction", "software",
-                                   "max_price", "min_free"});
+    Status s = CheckParams(
+        query, {"accelerator", "area", "jurisdiction", "software", "max_price", "min_free"});
     if (!s.ok()) return ErrorResponse(s);
     ResourceQuery q;
     if (query.count("accelerator")) q.accelerator = query.at("accelerator");
@@ -241,9 +289,10 @@ HttpResponse Api::Route(const HttpRequest& req) {
       char* end = nullptr;
       double d = std::strtod(v.c_str(), &end);
       if (v.empty() || *end != '\0' || !(d >= 0)) {
-        return ErrorResponse(InvalidArgument("query parameter max_price: expected a "
-                                             "non-negative number, got '" +
-                                             v.substr(0, 32) + "'"));
+        return ErrorResponse(
+            InvalidArgument("query parameter max_price: expected a "
+                            "non-negative number, got '" +
+                            v.substr(0, 32) + "'"));
       }
       q.max_price = d;
     }
@@ -320,8 +369,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
       if (!events.ok()) return ErrorResponse(events.status());
       Json list = Json::array();
       for (const auto& e : *events) {
-        list.push_back({{"seq", e.seq}, {"time_ms", e.time_ms}, {"state", e.state},
-                        {"reason", e.reason}});
+        list.push_back(
+            {{"seq", e.seq}, {"time_ms", e.time_ms}, {"state", e.state}, {"reason", e.reason}});
       }
       return JsonResponse(200, {{"job", id}, {"events", list}});
     }
@@ -373,8 +422,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
         if (!max_bytes.ok()) return ErrorResponse(max_bytes.status());
         auto wait_ms = IntParam(query, "wait_ms", 20'000, 0, 60'000);
         if (!wait_ms.ok()) return ErrorResponse(wait_ms.status());
-        bool follow = query.count("follow") && query.at("follow") != "0" &&
-                      query.at("follow") != "false";
+        bool follow =
+            query.count("follow") && query.at("follow") != "0" && query.at("follow") != "false";
         auto job = platform_.GetJob(id);
         if (!job.ok()) return ErrorResponse(job.status());
         auto data = platform_.ReadLog(id, *offset, *max_bytes);
@@ -388,7 +437,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
         }
         r.content_type = "application/octet-stream";
         r.body = std::move(*data);
-        r.headers["X-Cpn-Log-Offset"] = std::to_string(*offset + static_cast<int64_t>(r.body.size()));
+        r.headers["X-Cpn-Log-Offset"] =
+            std::to_string(*offset + static_cast<int64_t>(r.body.size()));
         r.headers["X-Cpn-Job-State"] = job->state;
         return r;
       }

@@ -94,7 +94,10 @@ TEST_F(ApiTest, HappyPath) {
   EXPECT_EQ(Json::parse(res.body)["pools"].size(), 3u);
   auto metrics = Call("GET", "/metrics");
   EXPECT_NE(metrics.body.find("cpn_jobs{state=\"running\"} 1"), std::string::npos);
+  EXPECT_EQ(Json::parse(Call("GET", "/v1/providers").body)["providers"].size(), 3u);
+  EXPECT_EQ(Call("DELETE", "/v1/providers/cn.bj/acme").status, 409);
   EXPECT_EQ(Call("DELETE", "/v1/sites/cn.bj/acme/bj-1").status, 200);
+  EXPECT_EQ(Call("DELETE", "/v1/providers/cn.bj/acme").status, 200);
   EXPECT_EQ(Call("GET", "/v1/sites/cn.bj/acme/bj-1").status, 200);
 }
 

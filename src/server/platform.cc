@@ -1,8 +1,8 @@
 #include "src/server/platform.h"
 
-#include <algorithm>
-
 #include <fmt/format.h>
+
+#include <algorithm>
 
 #include "src/core/ids.h"
 #include "src/sched/explain.h"
@@ -24,10 +24,74 @@ JobEvent Platform::Event(const std::string& job_id, const std::string& state,
   return JobEvent{0, job_id, clock_.NowMs(), state, std::move(reason)};
 }
 
+Result<ProviderRecord> Platform::RegisterProvider(const Json& body) {
+  ProviderRecord p;
+  FieldReader r(body, "provider");
+  r.String("id", &p.id);
+  r.String("name", &p.name);
+  r.String("contact", &p.contact, false);
+  CPN_RETURN_IF_ERROR(r.Finish());
+  auto id = ParseResourceId(p.id, "provider.id");
+  if (!id.ok()) return id.status();
+  if (!id->is_provider()) {
+    return InvalidArgument("provider.id: '" + p.id +
+                           "' is not a provider id (cpn:<node>/<provider>)");
+  }
+  if (p.name.empty() || p.name.size() > 200)
+    return InvalidArgument("provider.name: 1-200 characters");
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetProvider(p.id);
+  if (!existing.ok()) return existing.status();
+  p.registered_ms = existing->has_value() && (*existing)->state == "active"
+                        ? (*existing)->registered_ms
+                        : clock_.NowMs();
+  CPN_RETURN_IF_ERROR(store_.PutProvider(p));
+  return p;
+}
+
+Status Platform::DeregisterProvider(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetProvider(id);
+  if (!existing.ok()) return existing.status();
+  if (!existing->has_value() || (*existing)->state != "active") {
+    return NotFound("provider " + id + " is not registered");
+  }
+  auto sites = store_.ListSites();
+  if (!sites.ok()) return sites.status();
+  for (const auto& s : *sites) {
+    if (s.state != "deregistered" && s.id.rfind(id + "/", 0) == 0) {
+      return FailedPrecondition("provider " + id + " still has site " + s.id +
+                                "; deregister its sites first");
+    }
+  }
+  ProviderRecord p = **existing;
+  p.state = "deregistered";
+  return store_.PutProvider(p);
+}
+
+Result<std::vector<ProviderRecord>> Platform::ListProviders() {
+  auto all = store_.ListProviders();
+  if (!all.ok()) return all.status();
+  std::vector<ProviderRecord> out;
+  for (auto& p : *all) {
+    if (p.state == "active") out.push_back(std::move(p));
+  }
+  return out;
+}
+
 Result<SiteRecord> Platform::RegisterSite(const Json& body) {
   auto site = SiteFromJson(body, "site", catalog_);
   if (!site.ok()) return site.status();
   std::lock_guard lock(mu_);
+  auto provider = store_.GetProvider(site->provider_id());
+  if (!provider.ok()) return provider.status();
+  if (!provider->has_value() || (*provider)->state != "active") {
+    ProviderRecord p;
+    p.id = site->provider_id();
+    p.name = p.id.substr(p.id.rfind('/') + 1);
+    p.registered_ms = clock_.NowMs();
+    CPN_RETURN_IF_ERROR(store_.PutProvider(p));
+  }
   auto existing = store_.GetSite(site->id);
   if (!existing.ok()) return existing.status();
   SiteRecord r;
@@ -133,8 +197,8 @@ Result<Platform::Snapshot> Platform::SnapshotLocked() {
   // Sites the network file knows but that have not registered still tell the
   // scheduler where data lives (location, jurisdiction), without any pools.
   for (const Site& known : network_.sites()) {
-    bool registered = std::any_of(parsed.begin(), parsed.end(),
-                                  [&](const Site& s) { return s.id == known.id; });
+    bool registered =
+        std::any_of(parsed.begin(), parsed.end(), [&](const Site& s) { return s.id == known.id; });
     if (!registered) {
       Site location_only = known;
       location_only.pools.clear();
@@ -299,8 +363,7 @@ Result<JobRecord> Platform::Cancel(const std::string& id) {
 }
 
 Status Platform::Report(const std::string& job_id, const JobReport& rep) {
-  static const std::vector<std::string> kStates = {"running", "succeeded", "failed",
-                                                   "cancelled"};
+  static const std::vector<std::string> kStates = {"running", "succeeded", "failed", "cancelled"};
   if (std::find(kStates.begin(), kStates.end(), rep.state) == kStates.end()) {
     return InvalidArgument("state: expected running, succeeded, failed or cancelled, got '" +
                            rep.state.substr(0, 32) + "'");
@@ -423,10 +486,9 @@ Json Platform::JobToJson(const JobRecord& j) const {
     // Energy per card-hour as the order estimated it.
     double est_card_h = cards * j.order.value("run_h", 0.0);
     double kwh_per_card_h = est_card_h > 0 ? j.order.value("energy_kwh", 0.0) / est_card_h : 0;
-    double kg_per_kwh =
-        j.order.value("energy_kwh", 0.0) > 0
-            ? j.order.value("carbon_kg", 0.0) / j.order.value("energy_kwh", 0.0)
-            : 0;
+    double kg_per_kwh = j.order.value("energy_kwh", 0.0) > 0
+                            ? j.order.value("carbon_kg", 0.0) / j.order.value("energy_kwh", 0.0)
+                            : 0;
     double kwh = card_hours * kwh_per_card_h;
     out["metered"] = {{"card_hours", card_hours},
                       {"compute_cny", card_hours * price},
@@ -453,8 +515,9 @@ Result<std::string> Platform::Metrics() {
     out += fmt::format("cpn_sites{{state=\"{}\"}} {}\n", state, n);
   }
   out += "# HELP cpn_pool_cards Cards per pool.\n# TYPE cpn_pool_cards gauge\n";
-  out += "# HELP cpn_pool_free_cards Cards not held by active jobs.\n"
-         "# TYPE cpn_pool_free_cards gauge\n";
+  out +=
+      "# HELP cpn_pool_free_cards Cards not held by active jobs.\n"
+      "# TYPE cpn_pool_free_cards gauge\n";
   for (const Site& s : snap->topology.sites()) {
     for (const Pool& p : s.pools) {
       out += fmt::format("cpn_pool_cards{{pool=\"{}\",accelerator=\"{}\"}} {}\n", p.id,

@@ -62,6 +62,11 @@ class Platform {
 
   const Catalog& catalog() const { return catalog_; }
 
+  // Providers: registered explicitly, or implicitly by their first site.
+  Result<ProviderRecord> RegisterProvider(const Json& body);
+  Status DeregisterProvider(const std::string& id);
+  Result<std::vector<ProviderRecord>> ListProviders();
+
   Result<SiteRecord> RegisterSite(const Json& body);
   Status DeregisterSite(const std::string& id);
   Result<SiteRecord> GetSite(const std::string& id);
@@ -79,8 +84,8 @@ class Platform {
   Result<JobRecord> Cancel(const std::string& id);
   Result<std::vector<JobEvent>> Events(const std::string& id);
   Status Report(const std::string& job_id, const JobReport& report);
-  Result<int64_t> AppendLog(const std::string& job_id, const std::string& site_id,
-                            int64_t offset, const std::string& data);
+  Result<int64_t> AppendLog(const std::string& job_id, const std::string& site_id, int64_t offset,
+                            const std::string& data);
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
   // Marks silent sites down and places pending jobs. Called periodically.

@@ -166,6 +166,21 @@ TEST_F(PlatformTest, ResourcesFilterAndMetricsReport) {
   EXPECT_NE(text->find("cpn_sites{state=\"up\"} 3"), std::string::npos);
 }
 
+TEST_F(PlatformTest, ProvidersRegisterExplicitlyOrWithTheirFirstSite) {
+  RegisterAll();
+  auto providers = platform_.ListProviders();
+  ASSERT_EQ(providers->size(), 3u);  // one per test site, implied by the site ids
+  auto p = platform_.RegisterProvider(
+      Json{{"id", "cpn:cn.nx/acme"}, {"name", "ACME Ningxia"}, {"contact", "ops@acme.example"}});
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(platform_.ListProviders()->size(), 3u);
+  EXPECT_FALSE(platform_.RegisterProvider(Json{{"id", "cpn:cn.nx/acme/site"}, {"name", "x"}}).ok());
+  EXPECT_EQ(platform_.DeregisterProvider("cpn:cn.nx/acme").code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(platform_.DeregisterSite("cpn:cn.nx/acme/nx-1").ok());
+  ASSERT_TRUE(platform_.DeregisterProvider("cpn:cn.nx/acme").ok());
+  EXPECT_EQ(platform_.ListProviders()->size(), 2u);
+}
+
 TEST_F(PlatformTest, DeregisteredSitesDisappear) {
   RegisterAll();
   ASSERT_TRUE(platform_.DeregisterSite("cpn:cn.nx/acme/nx-1").ok());

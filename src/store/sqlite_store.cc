@@ -1,10 +1,9 @@
 #include "src/store/sqlite_store.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace cpn {
 
@@ -56,6 +55,9 @@ class Stmt {
 };
 
 constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS providers (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, contact TEXT NOT NULL, state TEXT NOT NULL,
+  registered_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sites (
   id TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL,
   registered_ms INTEGER NOT NULL, last_heartbeat_ms INTEGER NOT NULL, telemetry TEXT NOT NULL);
@@ -130,9 +132,9 @@ class Transaction {
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(path.c_str(), &db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
@@ -140,8 +142,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
-                             "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
     CPN_RETURN_IF_ERROR(store->Exec(pragma).WithContext(path));
   }
   CPN_RETURN_IF_ERROR(store->Exec(kSchema).WithContext(path));
@@ -158,6 +160,43 @@ Status SqliteStore::Exec(const std::string& sql) {
     return Internal("sqlite: " + msg);
   }
   return Status::Ok();
+}
+
+Status SqliteStore::PutProvider(const ProviderRecord& r) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "INSERT INTO providers(id, name, contact, state, registered_ms) VALUES(?1,?2,?3,?4,?5) "
+         "ON CONFLICT(id) DO UPDATE SET name=?2, contact=?3, state=?4, registered_ms=?5");
+  if (!s.ok()) return s.error();
+  s.Bind(1, r.id);
+  s.Bind(2, r.name);
+  s.Bind(3, r.contact);
+  s.Bind(4, r.state);
+  s.Bind(5, r.registered_ms);
+  if (s.Step() != SQLITE_DONE) return s.error();
+  return Status::Ok();
+}
+
+Result<std::optional<ProviderRecord>> SqliteStore::GetProvider(const std::string& id) {
+  auto all = ListProviders();
+  if (!all.ok()) return all.status();
+  for (auto& p : *all) {
+    if (p.id == id) return std::optional<ProviderRecord>(std::move(p));
+  }
+  return std::optional<ProviderRecord>();
+}
+
+Result<std::vector<ProviderRecord>> SqliteStore::ListProviders() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT id, name, contact, state, registered_ms FROM providers ORDER BY id");
+  if (!s.ok()) return s.error();
+  std::vector<ProviderRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Int(4)});
+  }
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
 }
 
 Status SqliteStore::PutSite(const SiteRecord& r) {
@@ -217,9 +256,10 @@ Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
 }
 
 Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
-  std::string sql = insert ? fmt::format("INSERT INTO jobs({}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                                         "?10,?11,?12,?13,?14,?15,?16,?17)",
-                                         kJobColumns)
+  std::string sql = insert ? fmt::format(
+                                 "INSERT INTO jobs({}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+                                 "?10,?11,?12,?13,?14,?15,?16,?17)",
+                                 kJobColumns)
                            : "UPDATE jobs SET tenant=?2, spec=?3, state=?4, site_id=?5, "
                              "pool_id=?6, decision=?7, ord=?8, cancel_requested=?9, "
                              "attempts=?10, exit_code=?11, reason=?12, created_ms=?13, "
@@ -237,8 +277,10 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
   s.Bind(8, j.order.dump());
   s.Bind(9, static_cast<int64_t>(j.cancel_requested));
   s.Bind(10, j.attempts);
-  if (j.exit_code) s.Bind(11, *j.exit_code);
-  else s.BindNull(11);
+  if (j.exit_code)
+    s.Bind(11, *j.exit_code);
+  else
+    s.BindNull(11);
   s.Bind(12, j.reason);
   s.Bind(13, j.created_ms);
   s.Bind(14, j.updated_ms);
@@ -284,8 +326,8 @@ Status SqliteStore::UpdateJob(const JobRecord& job, const std::optional<JobEvent
 Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& where,
                                                             const std::vector<std::string>& args,
                                                             int64_t limit) {
-  std::string sql = fmt::format("SELECT {} FROM jobs {} ORDER BY id LIMIT {}", kJobColumns,
-                                where, limit);
+  std::string sql =
+      fmt::format("SELECT {} FROM jobs {} ORDER BY id LIMIT {}", kJobColumns, where, limit);
   Stmt s(db_, sql.c_str());
   if (!s.ok()) return s.error();
   for (size_t i = 0; i < args.size(); ++i) s.Bind(static_cast<int>(i + 1), args[i]);
@@ -357,8 +399,8 @@ Result<int64_t> SqliteStore::AppendLog(const std::string& job_id, int64_t offset
     size = s.Int(0);
   }
   if (offset > size) {
-    return FailedPrecondition(fmt::format("log offset {} is past the end of the log ({} bytes)",
-                                          offset, size));
+    return FailedPrecondition(
+        fmt::format("log offset {} is past the end of the log ({} bytes)", offset, size));
   }
   int64_t skip = size - offset;
   if (skip >= static_cast<int64_t>(data.size())) return size;  // already have all of it

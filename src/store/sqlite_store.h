@@ -21,6 +21,9 @@ class SqliteStore final : public Store {
   static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path);
   ~SqliteStore() override;
 
+  Status PutProvider(const ProviderRecord& provider) override;
+  Result<std::optional<ProviderRecord>> GetProvider(const std::string& id) override;
+  Result<std::vector<ProviderRecord>> ListProviders() override;
   Status PutSite(const SiteRecord& site) override;
   Result<std::optional<SiteRecord>> GetSite(const std::string& id) override;
   Result<std::vector<SiteRecord>> ListSites() override;

@@ -1,10 +1,9 @@
 #include "src/store/sqlite_store.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace cpn {
 namespace {
@@ -32,7 +31,9 @@ TEST(SqliteStore, JobsAndEventsSurviveReopen) {
   {
     auto s = SqliteStore::Open(path);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
-    ASSERT_TRUE((*s)->CreateJob(Job("job-000000000001", "a"), {0, "job-000000000001", 1, "pending", "submitted"}).ok());
+    ASSERT_TRUE((*s)->CreateJob(Job("job-000000000001", "a"),
+                                {0, "job-000000000001", 1, "pending", "submitted"})
+                    .ok());
     JobRecord j = Job("job-000000000001", "a");
     j.state = "running";
     j.exit_code = 0;
@@ -50,7 +51,8 @@ TEST(SqliteStore, JobsAndEventsSurviveReopen) {
   ASSERT_EQ(ev->size(), 2u);
   EXPECT_EQ((*ev)[1].reason, "started");
   EXPECT_FALSE((*s)->GetJob("job-ffffffffffff")->has_value());
-  EXPECT_EQ((*s)->UpdateJob(Job("job-ffffffffffff", "a"), std::nullopt).code(), StatusCode::kNotFound);
+  EXPECT_EQ((*s)->UpdateJob(Job("job-ffffffffffff", "a"), std::nullopt).code(),
+            StatusCode::kNotFound);
 }
 
 TEST(SqliteStore, ListingPagesAndFilters) {
@@ -77,10 +79,12 @@ TEST(SqliteStore, ListingPagesAndFilters) {
 TEST(SqliteStore, LogAppendsAreIdempotentAndReadable) {
   auto s = SqliteStore::Open(TempDb());
   ASSERT_TRUE(s.ok());
-  ASSERT_TRUE((*s)->CreateJob(Job("job-000000000001", "a"), {0, "job-000000000001", 1, "pending", ""}).ok());
+  ASSERT_TRUE(
+      (*s)->CreateJob(Job("job-000000000001", "a"), {0, "job-000000000001", 1, "pending", ""})
+          .ok());
   EXPECT_EQ(*(*s)->AppendLog("job-000000000001", 0, "hello "), 6);
-  EXPECT_EQ(*(*s)->AppendLog("job-000000000001", 0, "hello "), 6);       // retried
-  EXPECT_EQ(*(*s)->AppendLog("job-000000000001", 3, "lo world"), 11);    // overlapping
+  EXPECT_EQ(*(*s)->AppendLog("job-000000000001", 0, "hello "), 6);     // retried
+  EXPECT_EQ(*(*s)->AppendLog("job-000000000001", 3, "lo world"), 11);  // overlapping
   EXPECT_EQ((*s)->AppendLog("job-000000000001", 20, "gap").status().code(),
             StatusCode::kFailedPrecondition);
   EXPECT_EQ(*(*s)->ReadLog("job-000000000001", 0, 1000), "hello world");

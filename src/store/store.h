@@ -17,10 +17,18 @@
 
 namespace cpn {
 
+struct ProviderRecord {
+  std::string id;  // cpn:<node>/<provider>
+  std::string name;
+  std::string contact;
+  std::string state = "active";  // active | deregistered
+  int64_t registered_ms = 0;
+};
+
 struct SiteRecord {
   std::string id;
-  Json site;                  // SiteToJson shape
-  std::string state = "up";   // up | down | deregistered
+  Json site;                 // SiteToJson shape
+  std::string state = "up";  // up | down | deregistered
   int64_t registered_ms = 0;
   int64_t last_heartbeat_ms = 0;
   Json telemetry = Json::object();
@@ -29,8 +37,8 @@ struct SiteRecord {
 struct JobRecord {
   std::string id;
   std::string tenant;
-  Json spec;                       // JobSpecToJson shape
-  std::string state = "pending";   // pending | scheduled | running | succeeded | failed | cancelled
+  Json spec;                      // JobSpecToJson shape
+  std::string state = "pending";  // pending | scheduled | running | succeeded | failed | cancelled
   std::string site_id, pool_id;
   Json decision = Json::object();  // the scheduler's explanation at placement
   Json order = Json::object();     // the chosen option, priced at order time
@@ -62,6 +70,10 @@ bool IsTerminalState(const std::string& state);
 class Store {
  public:
   virtual ~Store() = default;
+
+  virtual Status PutProvider(const ProviderRecord& provider) = 0;
+  virtual Result<std::optional<ProviderRecord>> GetProvider(const std::string& id) = 0;
+  virtual Result<std::vector<ProviderRecord>> ListProviders() = 0;
 
   virtual Status PutSite(const SiteRecord& site) = 0;
   virtual Result<std::optional<SiteRecord>> GetSite(const std::string& id) = 0;
