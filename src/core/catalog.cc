@@ -166,6 +166,21 @@ const AcceleratorModel* Catalog::Find(std::string_view id) const {
   return (it != models_.end() && it->id == id) ? &*it : nullptr;
 }
 
+void Catalog::SetEfficiency(size_t i, JobClass c, double e) {
+  AcceleratorModel& m = models_.at(i);
+  switch (c) {
+    case JobClass::kTraining:
+      m.efficiency_training = e;
+      break;
+    case JobClass::kInference:
+      m.efficiency_inference = e;
+      break;
+    case JobClass::kBatch:
+      m.efficiency_batch = e;
+      break;
+  }
+}
+
 Json AcceleratorToJson(const AcceleratorModel& m) {
   Json j;
   j["id"] = m.id;

@@ -57,6 +57,12 @@ class Catalog {
   static Result<Catalog> LoadDefault();
 
   const AcceleratorModel* Find(std::string_view id) const;
+  // Index of `m` in models(); `m` must belong to this catalog.
+  size_t IndexOf(const AcceleratorModel* m) const {
+    return static_cast<size_t>(m - models_.data());
+  }
+  // Replaces one model's efficiency for a job class (measured values).
+  void SetEfficiency(size_t model_index, JobClass job_class, double efficiency);
   const std::vector<AcceleratorModel>& models() const { return models_; }
   Json ToJson() const;
 

@@ -128,7 +128,13 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
     dr.String("site", &s.dataset_site);
     dr.Number("size_gb", &s.dataset_gb, 0, 1e7);
     dr.String("residency", &residency, false);
+    dr.StringList("replicas", &s.dataset_replicas, false);
     if (dr.ok()) dr.Fail(ValidateSiteId(s.dataset_site, dr.FieldPath("site")));
+    if (dr.ok() && s.dataset_replicas.size() > 64) dr.FailField("replicas", "at most 64 sites");
+    for (size_t i = 0; dr.ok() && i < s.dataset_replicas.size(); ++i) {
+      dr.Fail(ValidateSiteId(s.dataset_replicas[i],
+                             dr.FieldPath("replicas") + "[" + std::to_string(i) + "]"));
+    }
     if (dr.ok()) {
       auto rv = ParseResidency(residency);
       if (!rv.ok())
@@ -188,6 +194,7 @@ Json JobSpecToJson(const JobSpec& s) {
          {"run", {{"command", s.command}}}};
   if (!s.env.empty()) j["run"]["env"] = s.env;
   if (!s.workdir.empty()) j["run"]["workdir"] = s.workdir;
+  if (!s.dataset_replicas.empty()) j["dataset"]["replicas"] = s.dataset_replicas;
   if (s.deadline_h) j["deadline_h"] = *s.deadline_h;
   if (s.budget_cny) j["budget_cny"] = *s.budget_cny;
   return j;

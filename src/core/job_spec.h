@@ -46,6 +46,8 @@ struct JobSpec {
 
   std::string dataset_site;  // site id where the data lives
   double dataset_gb = 0;
+  // Sites that already hold a verified copy: staging there is free.
+  std::vector<std::string> dataset_replicas;
   Residency residency = Residency::kAnywhere;
   std::string home_site;  // submitter's own site for comparison; defaults to dataset_site
 

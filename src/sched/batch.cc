@@ -614,11 +614,14 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
     };
     std::vector<Move> moves;
     std::vector<std::pair<uint32_t, int32_t>> taken;  // tentative use of other pools
+    // Work is capped at a few steps per job in the round, so a round where
+    // much is blocked stays linear; jobs past the budget wait for the next.
+    int64_t budget = 64 * static_cast<int64_t>(J) + 200'000;
     for (size_t j : blocked) {
       const BatchJob& job = in.jobs[j];
       const Candidate* cands = &cand_[j * K];
       bool done = false;
-      for (size_t i = 0; i < ncand_[j] && !done; ++i) {
+      for (size_t i = 0; i < ncand_[j] && !done && budget > 0; ++i) {
         uint32_t p = cands[i].pool;
         if (!std::isinf(res_start_[p])) continue;
         int32_t need = job.cards - free_[p];
@@ -632,6 +635,7 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
             continue;
           }
           const Candidate* oc = &cand_[size_t{o} * K];
+          budget -= ncand_[o];
           for (size_t m = 0; m < ncand_[o]; ++m) {
             uint32_t q = oc[m].pool;
             if (q == p || free_[q] < in.jobs[o].cards || !std::isinf(res_start_[q])) continue;

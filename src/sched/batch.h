@@ -123,7 +123,7 @@ struct BatchOptions {
   int candidates = 8;
   // Rounds of pool pricing (Lagrangian subgradient steps on pool capacity)
   // before the assignment; 0 turns pricing off (plain regret order).
-  int price_iterations = 40;
+  int price_iterations = 30;
   float price_step = 0.01f;  // first step, per card; then step / round
   float max_relative_cost = 3.0f;
   float unplaced_penalty = 4.0f;

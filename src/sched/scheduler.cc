@@ -55,7 +55,10 @@ Option Estimate(const JobSpec& job, const Site& site, const Pool& pool,
   double flops_per_s = static_cast<double>(job.cards) * model.fp16_equivalent_tflops() * 1e12 *
                        model.efficiency(job.job_class);
   o.run_h = job.work_fp16_eflop * 1e18 / flops_per_s / 3600.0;
-  if (job.dataset_site != site.id && job.dataset_gb > 0) {
+  bool has_copy = job.dataset_site == site.id ||
+                  std::find(job.dataset_replicas.begin(), job.dataset_replicas.end(), site.id) !=
+                      job.dataset_replicas.end();
+  if (!has_copy && job.dataset_gb > 0) {
     const Site* data_site = topology.FindSite(job.dataset_site);
     const Link& link = data_site != nullptr ? topology.LinkBetween(data_site->area, site.area)
                                             : topology.default_link();

@@ -189,6 +189,19 @@ TEST_F(SchedulerTest, UnknownDataSiteIsInfeasibleAndDecisionsAreDeterministic) {
   }
 }
 
+TEST_F(SchedulerTest, AReplicaAtASiteMakesStagingThereFree) {
+  JobSpec j = Job();
+  j.residency = Residency::kCountry;
+  j.dataset_gb = 10'000;  // 500 CNY and 2.2 h to move to the west
+  Decision d = Run(j);
+  EXPECT_EQ(d.chosen()->pool_id, "cpn:cn.bj/acme/bj-1/gpu");  // 400 CNY at home
+  j.dataset_replicas = {"cpn:cn.nx/acme/nx-1"};
+  d = Run(j);
+  EXPECT_EQ(d.chosen()->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+  EXPECT_DOUBLE_EQ(d.chosen()->transfer_h, 0);
+  EXPECT_DOUBLE_EQ(d.chosen()->total_cny, 200);
+}
+
 TEST_F(SchedulerTest, OwnershipCostCountsServersAndEnergy) {
   JobSpec j = Job();
   j.cards = 12;  // two 8-card servers

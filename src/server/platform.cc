@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "src/core/ids.h"
+#include "src/sched/batch_input.h"
 #include "src/sched/explain.h"
 
 namespace cpn {
@@ -15,6 +16,8 @@ Platform::Platform(Store& store, const Clock& clock, const Catalog& catalog,
     : store_(store),
       clock_(clock),
       catalog_(catalog),
+      throughput_(catalog),
+      effective_(catalog),
       network_(network),
       new_job_id_(std::move(new_job_id)),
       options_(options) {}
@@ -261,18 +264,18 @@ Result<Json> Platform::Quote(const JobSpec& job) {
   std::lock_guard lock(mu_);
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
-  sched::SchedulerInput in{&catalog_, &snap->topology, &snap->loads};
+  sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
   sched::Decision d = sched::Decide(job, in);
-  return sched::DecisionToJson(d, job, catalog_, snap->topology);
+  return sched::DecisionToJson(d, job, effective_, snap->topology);
 }
 
 Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
   *placed = false;
   auto spec = JobSpecFromJson(job.spec, catalog_);
   if (!spec.ok()) return spec.status();
-  sched::SchedulerInput in{&catalog_, &snap.topology, &snap.loads};
+  sched::SchedulerInput in{&effective_, &snap.topology, &snap.loads};
   sched::Decision d = sched::Decide(*spec, in);
-  Json explained = sched::DecisionToJson(d, *spec, catalog_, snap.topology);
+  Json explained = sched::DecisionToJson(d, *spec, effective_, snap.topology);
   job.updated_ms = clock_.NowMs();
   if (const sched::Option* best = d.chosen()) {
     job.state = "scheduled";
@@ -301,7 +304,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec) {
   std::lock_guard lock(mu_);
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
-  sched::SchedulerInput in{&catalog_, &snap->topology, &snap->loads};
+  sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
   sched::Decision d = sched::Decide(spec, in);
   if (d.outcome == sched::Outcome::kInfeasible) {
     return FailedPrecondition("job cannot run anywhere in the network: " + d.summary +
@@ -399,7 +402,9 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   }
   j.state = rep.state;
   j.reason = reason;
-  return store_.UpdateJob(j, Event(job_id, rep.state, reason));
+  CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(job_id, rep.state, reason)));
+  if (rep.state == "succeeded") Learn(j);
+  return Status::Ok();
 }
 
 Result<int64_t> Platform::AppendLog(const std::string& job_id, const std::string& site_id,
@@ -419,6 +424,19 @@ Result<std::string> Platform::ReadLog(const std::string& job_id, int64_t offset,
   return store_.ReadLog(job_id, offset, max_bytes);
 }
 
+void Platform::Learn(const JobRecord& j) {
+  // A completed job's real run time tells how much of peak its accelerator
+  // delivered for its class; ThroughputMatrix ignores impossible figures
+  // (above peak, e.g. a short stand-in process for a large job).
+  auto spec = JobSpecFromJson(j.spec, catalog_);
+  const AcceleratorModel* m = catalog_.Find(j.order.value("accelerator", ""));
+  if (!spec.ok() || m == nullptr || j.finished_ms <= j.started_ms) return;
+  size_t index = catalog_.IndexOf(m);
+  throughput_.Observe(spec->job_class, index, spec->work_fp16_eflop, spec->cards,
+                      static_cast<double>(j.finished_ms - j.started_ms) / 1000.0);
+  effective_.SetEfficiency(index, spec->job_class, throughput_.Efficiency(spec->job_class, index));
+}
+
 Status Platform::MarkSilentSitesDownLocked() {
   auto sites = store_.ListSites();
   if (!sites.ok()) return sites.status();
@@ -432,27 +450,114 @@ Status Platform::MarkSilentSitesDownLocked() {
   return Status::Ok();
 }
 
+Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
+                               Snapshot& snap, size_t round_jobs) {
+  sched::SchedulerInput in{&effective_, &snap.topology, &snap.loads};
+  sched::Decision d = sched::Decide(spec, in);
+  Json explained = sched::DecisionToJson(d, spec, effective_, snap.topology);
+  std::optional<sched::Option> chosen;
+  size_t rank = 0;
+  for (size_t i = 0; i < d.ranked.size() && !chosen; ++i) {
+    if (d.ranked[i].pool_id == pool_id) {
+      chosen = d.ranked[i];
+      rank = i + 1;
+    }
+  }
+  if (!chosen) {
+    // Outside what Decide ranks now (it only ranks pools with room for the
+    // job alone): estimate the chosen pool directly.
+    auto pool = ParseResourceId(pool_id);
+    const Site* site = pool.ok() ? snap.topology.FindSite(pool->SiteId()) : nullptr;
+    const Pool* p = site ? site->FindPool(pool_id) : nullptr;
+    const AcceleratorModel* m = p ? effective_.Find(p->accelerator) : nullptr;
+    if (m == nullptr) return Internal("batch round chose unknown pool " + pool_id);
+    chosen = sched::Estimate(spec, *site, *p, *m, snap.topology);
+  }
+  std::string why = rank == 1
+                        ? fmt::format(
+                              "batch round over {} pending job(s) placed it on {}, its best "
+                              "option: {}",
+                              round_jobs, pool_id, d.summary)
+                        : fmt::format(
+                              "batch round over {} pending job(s) placed it on {} (its option "
+                              "#{}; the network-wide plan kept {} for others)",
+                              round_jobs, pool_id, rank == 0 ? d.ranked.size() + 1 : rank,
+                              d.ranked.empty() ? std::string("nothing") : d.ranked.front().pool_id);
+  explained["batch"] = {{"round_jobs", round_jobs}, {"option_rank", rank}};
+  job.state = "scheduled";
+  job.site_id = chosen->site_id;
+  job.pool_id = pool_id;
+  job.attempts += 1;
+  job.decision = explained;
+  job.order = sched::OptionToJson(*chosen);
+  job.reason = why;
+  job.updated_ms = clock_.NowMs();
+  snap.loads[pool_id].free_cards -= spec.cards;
+  return store_.UpdateJob(job, Event(job.id, "scheduled", why));
+}
+
 Status Platform::Tick() {
   std::lock_guard lock(mu_);
   CPN_RETURN_IF_ERROR(MarkSilentSitesDownLocked());
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
+  const int64_t now = clock_.NowMs();
   std::vector<JobRecord> pending;
+  std::vector<JobSpec> specs;
+  std::vector<sched::RunningJobInfo> running;
   for (auto& j : *active) {
-    if (j.state == "pending" && !j.cancel_requested) pending.push_back(std::move(j));
+    if (j.state == "pending" && !j.cancel_requested) {
+      auto spec = JobSpecFromJson(j.spec, catalog_);
+      if (!spec.ok()) continue;  // stored after validation; only a shrunk catalog fails here
+      specs.push_back(std::move(spec).value());
+      pending.push_back(std::move(j));
+    } else if (!j.pool_id.empty() && !j.order.empty()) {
+      sched::RunningJobInfo r;
+      r.id = running.size();
+      r.pool_id = j.pool_id;
+      r.cards = j.spec["resources"].value("cards", int64_t{0});
+      double elapsed_h = j.started_ms > 0 ? static_cast<double>(now - j.started_ms) / 3.6e6 : 0;
+      r.ends_in_h = std::max(0.0, j.order.value("completion_h", 0.0) - elapsed_h);
+      r.priority = j.spec.value("priority", int64_t{0});
+      r.tenant = j.tenant;
+      running.push_back(std::move(r));
+    }
   }
   if (pending.empty()) return Status::Ok();
-  // Higher priority first, then first come first served.
-  std::stable_sort(pending.begin(), pending.end(), [](const JobRecord& a, const JobRecord& b) {
-    int64_t pa = a.spec.value("priority", int64_t{0}), pb = b.spec.value("priority", int64_t{0});
-    if (pa != pb) return pa > pb;
-    return a.created_ms < b.created_ms;
-  });
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
-  for (auto& j : pending) {
-    bool placed = false;
-    CPN_RETURN_IF_ERROR(PlaceLocked(j, *snap, &placed));
+  std::vector<sched::PendingJob> round;
+  for (size_t k = 0; k < pending.size(); ++k) {
+    round.push_back({&specs[k], static_cast<double>(now - pending[k].created_ms) / 3.6e6, false});
+  }
+  sched::BatchView view =
+      sched::MakeBatchInput(effective_, snap->topology, snap->loads, round, running);
+  const sched::PlacementPlan& plan = batch_.Schedule(view.input);
+  for (size_t k = 0; k < pending.size(); ++k) {
+    const sched::JobPlacement& pl = plan.jobs[k];
+    JobRecord& job = pending[k];
+    if (pl.outcome == sched::JobOutcome::kPlaced && pl.pool >= 0) {
+      CPN_RETURN_IF_ERROR(PlaceOnLocked(job, specs[k], view.pool_ids[static_cast<size_t>(pl.pool)],
+                                        *snap, pending.size()));
+      continue;
+    }
+    std::string why;
+    if (pl.outcome == sched::JobOutcome::kReserved) {
+      why = fmt::format("queued: holds the reservation on {}, expected to start in {:.1f} h",
+                        view.pool_ids[static_cast<size_t>(pl.pool)], pl.start_in_h);
+    } else if (pl.outcome == sched::JobOutcome::kInfeasible) {
+      sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
+      why = sched::Decide(specs[k], in).summary;
+    } else {
+      why = fmt::format("queued: no pool that fits has {} free cards now", specs[k].cards);
+    }
+    // Record the reason only when it changes, so a queued job's events do
+    // not grow every round.
+    if (job.reason != why) {
+      job.reason = why;
+      job.updated_ms = now;
+      CPN_RETURN_IF_ERROR(store_.UpdateJob(job, Event(job.id, "pending", why)));
+    }
   }
   return Status::Ok();
 }

@@ -19,7 +19,9 @@
 #include "src/core/clock.h"
 #include "src/core/job_spec.h"
 #include "src/core/topology.h"
+#include "src/sched/batch.h"
 #include "src/sched/scheduler.h"
+#include "src/sched/throughput.h"
 #include "src/store/store.h"
 
 namespace cpn {
@@ -88,7 +90,8 @@ class Platform {
                             const std::string& data);
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
-  // Marks silent sites down and places pending jobs. Called periodically.
+  // Marks silent sites down and re-plans every pending job in one batch
+  // round (sched::BatchScheduler). Called periodically.
   Status Tick();
 
   // Prometheus text exposition of the platform's state.
@@ -107,15 +110,29 @@ class Platform {
   // Tries to place a pending job; updates and persists it.
   Status PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed);
   Status MarkSilentSitesDownLocked();
+  void Learn(const JobRecord& job);
+  // Schedules `job` on `pool_id` as a batch round decided, with Decide()'s
+  // explanation of the job on its own beside it.
+  Status PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
+                       Snapshot& snap, size_t round_jobs);
   JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
 
   Store& store_;
   const Clock& clock_;
   const Catalog& catalog_;
+  // The catalog with efficiencies learnt from completed jobs; estimates use it.
+  sched::ThroughputMatrix throughput_;
+  Catalog effective_;
   const Topology& network_;  // supplies links; sites come from registrations
   std::function<std::string()> new_job_id_;
   PlatformOptions options_;
   std::mutex mu_;
+  // Preemption needs agents to stop and requeue jobs; not wired up yet.
+  sched::BatchScheduler batch_{[] {
+    sched::BatchOptions o;
+    o.preemption = false;
+    return o;
+  }()};
 };
 
 }  // namespace cpn

@@ -95,7 +95,26 @@ TEST_F(PlatformTest, CapacityIsNeverOvercommittedAndQueuedJobsStartLater) {
   EXPECT_EQ(platform_.GetJob(b->id)->state, "pending");
   ASSERT_TRUE(platform_.Report(a->id, {"cpn:cn.nx/acme/nx-1", "succeeded", 0, ""}).ok());
   ASSERT_TRUE(platform_.Tick().ok());
-  EXPECT_EQ(platform_.GetJob(b->id)->state, "scheduled");
+  auto placed = platform_.GetJob(b->id);
+  EXPECT_EQ(placed->state, "scheduled");
+  EXPECT_NE(placed->reason.find("batch round"), std::string::npos) << placed->reason;
+}
+
+TEST_F(PlatformTest, CompletedJobsTeachTheEstimates) {
+  RegisterAll();
+  // Catalog: test-gpu trains at 0.5 of peak, so 7.2 EFLOP on 4 cards is 10 h.
+  EXPECT_DOUBLE_EQ(platform_.Quote(Job())->at("options")[0]["run_h"].get<double>(), 10.0);
+  for (int i = 0; i < 20; ++i) {
+    auto job = platform_.Submit(Job());
+    ASSERT_TRUE(job.ok());
+    const std::string site = job->site_id;
+    ASSERT_TRUE(platform_.Report(job->id, {site, "running", {}, ""}).ok());
+    clock_.AdvanceMs(20 * 3'600'000);  // the sites really need 20 h: 0.25 of peak
+    ASSERT_TRUE(platform_.Report(job->id, {site, "succeeded", 0, ""}).ok());
+  }
+  double run_h = platform_.Quote(Job())->at("options")[0]["run_h"].get<double>();
+  EXPECT_GT(run_h, 17.5);  // (3 x 0.5 + 20 x 0.25) / 23 = 0.283 of peak -> 17.7 h
+  EXPECT_LT(run_h, 20.0);
 }
 
 TEST_F(PlatformTest, InfeasibleJobsAreRefusedWithReasons) {
