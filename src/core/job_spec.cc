@@ -84,6 +84,7 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
   r.String("class", &cls, false);
   r.String("policy", &policy, false);
   r.Int("priority", &s.priority, -100, 100, false);
+  r.Bool("preemptible", &s.preemptible, false);
   r.OptionalNumber("deadline_h", &s.deadline_h, 0.001, 24 * 366);
   r.OptionalNumber("budget_cny", &s.budget_cny, 0, 1e10);
   if (r.ok() && !IsValidName(s.name)) {
@@ -184,6 +185,7 @@ Json JobSpecToJson(const JobSpec& s) {
          {"class", JobClassName(s.job_class)},
          {"policy", PolicyName(s.policy)},
          {"priority", s.priority},
+         {"preemptible", s.preemptible},
          {"resources", res},
          {"work", {{"fp16_eflop", s.work_fp16_eflop}}},
          {"dataset",

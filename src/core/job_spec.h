@@ -55,6 +55,8 @@ struct JobSpec {
   std::optional<double> budget_cny;
   Policy policy = Policy::kBalanced;
   int64_t priority = 0;
+  // May be stopped and requeued to make room for a higher-priority job.
+  bool preemptible = false;
 
   std::string command;
   std::map<std::string, std::string> env;

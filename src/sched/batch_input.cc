@@ -129,6 +129,7 @@ BatchView MakeBatchInput(const Catalog& catalog, const Topology& topology,
     rj.cards = static_cast<int32_t>(r.cards);
     rj.ends_in_h = static_cast<float>(r.ends_in_h);
     rj.priority = static_cast<int16_t>(r.priority);
+    rj.preemptible = r.preemptible;
     size_t before = tenants.size();
     rj.tenant = Intern(tenants, r.tenant);
     if (tenants.size() > before) view.tenants.push_back(r.tenant);

@@ -31,6 +31,7 @@ struct RunningJobInfo {
   int64_t cards = 0;
   double ends_in_h = 0;
   int64_t priority = 0;
+  bool preemptible = false;
   std::string tenant;
 };
 

@@ -162,7 +162,7 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
   if (!active.ok()) return active.status();
   for (const auto& job : *active) {
     if (job.site_id != site_id) continue;
-    if (job.cancel_requested) {
+    if (job.cancel_requested || job.preempt_requested) {
       reply.cancels.push_back(job.id);
     } else if (job.state == "scheduled") {
       Assignment a;
@@ -388,6 +388,17 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   }
   int64_t now = clock_.NowMs();
   j.updated_ms = now;
+  if (j.preempt_requested && rep.state != "running") {
+    // Stopped for a higher-priority job: back to the queue, not finished.
+    j.state = "pending";
+    j.site_id.clear();
+    j.pool_id.clear();
+    j.order = Json::object();
+    j.started_ms = 0;
+    j.preempt_requested = false;
+    j.reason = "preempted by a higher-priority job; requeued";
+    return store_.UpdateJob(j, Event(job_id, "pending", j.reason));
+  }
   std::string reason = rep.reason;
   if (rep.state == "running") {
     j.started_ms = now;
@@ -505,6 +516,7 @@ Status Platform::Tick() {
   std::vector<JobRecord> pending;
   std::vector<JobSpec> specs;
   std::vector<sched::RunningJobInfo> running;
+  std::vector<JobRecord> running_jobs;  // by RunningJobInfo::id
   for (auto& j : *active) {
     if (j.state == "pending" && !j.cancel_requested) {
       auto spec = JobSpecFromJson(j.spec, catalog_);
@@ -519,8 +531,11 @@ Status Platform::Tick() {
       double elapsed_h = j.started_ms > 0 ? static_cast<double>(now - j.started_ms) / 3.6e6 : 0;
       r.ends_in_h = std::max(0.0, j.order.value("completion_h", 0.0) - elapsed_h);
       r.priority = j.spec.value("priority", int64_t{0});
+      r.preemptible =
+          j.spec.value("preemptible", false) && !j.preempt_requested && !j.cancel_requested;
       r.tenant = j.tenant;
       running.push_back(std::move(r));
+      running_jobs.push_back(std::move(j));
     }
   }
   if (pending.empty()) return Status::Ok();
@@ -533,6 +548,17 @@ Status Platform::Tick() {
   sched::BatchView view =
       sched::MakeBatchInput(effective_, snap->topology, snap->loads, round, running);
   const sched::PlacementPlan& plan = batch_.Schedule(view.input);
+  // Preemptions: ask the sites to stop the victims; each is requeued when its
+  // site confirms, and the job that needs the cards is placed in a later
+  // round, once they are free.
+  for (uint64_t id : plan.preempt) {
+    JobRecord& victim = running_jobs[id];
+    victim.preempt_requested = true;
+    victim.updated_ms = now;
+    CPN_RETURN_IF_ERROR(store_.UpdateJob(
+        victim, Event(victim.id, victim.state,
+                      "preemption requested: a higher-priority job needs its cards")));
+  }
   for (size_t k = 0; k < pending.size(); ++k) {
     const sched::JobPlacement& pl = plan.jobs[k];
     JobRecord& job = pending[k];
@@ -542,7 +568,10 @@ Status Platform::Tick() {
       continue;
     }
     std::string why;
-    if (pl.outcome == sched::JobOutcome::kReserved) {
+    if (pl.outcome == sched::JobOutcome::kPlacedByPreemption) {
+      why = fmt::format("queued: waiting for preempted jobs to leave {}",
+                        view.pool_ids[static_cast<size_t>(pl.pool)]);
+    } else if (pl.outcome == sched::JobOutcome::kReserved) {
       why = fmt::format("queued: holds the reservation on {}, expected to start in {:.1f} h",
                         view.pool_ids[static_cast<size_t>(pl.pool)], pl.start_in_h);
     } else if (pl.outcome == sched::JobOutcome::kInfeasible) {
@@ -572,6 +601,7 @@ Json Platform::JobToJson(const JobRecord& j) const {
            {"reason", j.reason},
            {"attempts", j.attempts},
            {"cancel_requested", j.cancel_requested},
+           {"preempt_requested", j.preempt_requested},
            {"exit_code", j.exit_code ? Json(*j.exit_code) : Json(nullptr)},
            {"created_ms", j.created_ms},
            {"updated_ms", j.updated_ms},

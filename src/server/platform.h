@@ -127,12 +127,7 @@ class Platform {
   std::function<std::string()> new_job_id_;
   PlatformOptions options_;
   std::mutex mu_;
-  // Preemption needs agents to stop and requeue jobs; not wired up yet.
-  sched::BatchScheduler batch_{[] {
-    sched::BatchOptions o;
-    o.preemption = false;
-    return o;
-  }()};
+  sched::BatchScheduler batch_;
 };
 
 }  // namespace cpn

@@ -100,6 +100,33 @@ TEST_F(PlatformTest, CapacityIsNeverOvercommittedAndQueuedJobsStartLater) {
   EXPECT_NE(placed->reason.find("batch round"), std::string::npos) << placed->reason;
 }
 
+TEST_F(PlatformTest, PreemptibleJobsMakeRoomAndAreRequeued) {
+  RegisterAll();
+  JobSpec low = Job(16);  // the only 16-card pool in CN that fits: west
+  low.preemptible = true;
+  auto victim = platform_.Submit(low);
+  ASSERT_TRUE(victim.ok());
+  ASSERT_EQ(victim->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+  ASSERT_TRUE(platform_.Report(victim->id, {"cpn:cn.nx/acme/nx-1", "running", {}, ""}).ok());
+  JobSpec urgent = Job(16);
+  urgent.priority = 10;
+  auto job = platform_.Submit(urgent);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state, "pending");
+  ASSERT_TRUE(platform_.Tick().ok());  // the round asks the site to stop the victim
+  EXPECT_TRUE(platform_.GetJob(victim->id)->preempt_requested);
+  auto reply = platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object());
+  ASSERT_EQ(reply->cancels, std::vector<std::string>{victim->id});
+  ASSERT_TRUE(platform_.Report(victim->id, {"cpn:cn.nx/acme/nx-1", "cancelled", 143, ""}).ok());
+  auto requeued = platform_.GetJob(victim->id);
+  EXPECT_EQ(requeued->state, "pending");
+  EXPECT_NE(requeued->reason.find("preempted"), std::string::npos);
+  ASSERT_TRUE(platform_.Tick().ok());  // now the urgent job takes the cards
+  EXPECT_EQ(platform_.GetJob(job->id)->state, "scheduled");
+  EXPECT_EQ(platform_.GetJob(job->id)->pool_id, "cpn:cn.nx/acme/nx-1/gpu");
+  EXPECT_EQ(platform_.GetJob(victim->id)->state, "pending");
+}
+
 TEST_F(PlatformTest, CompletedJobsTeachTheEstimates) {
   RegisterAll();
   // Catalog: test-gpu trains at 0.5 of peak, so 7.2 EFLOP on 4 cards is 10 h.

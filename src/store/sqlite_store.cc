@@ -92,7 +92,8 @@ JobRecord ReadJob(Stmt& s) {
   j.pool_id = s.Text(5);
   j.decision = Json::parse(s.Text(6), nullptr, false);
   j.order = Json::parse(s.Text(7), nullptr, false);
-  j.cancel_requested = s.Int(8) != 0;
+  j.cancel_requested = s.Int(8) == 1;
+  j.preempt_requested = s.Int(8) == 2;
   j.attempts = s.Int(9);
   if (!s.IsNull(10)) j.exit_code = s.Int(10);
   j.reason = s.Text(11);
@@ -275,7 +276,7 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
   s.Bind(6, j.pool_id);
   s.Bind(7, j.decision.dump());
   s.Bind(8, j.order.dump());
-  s.Bind(9, static_cast<int64_t>(j.cancel_requested));
+  s.Bind(9, int64_t{j.cancel_requested ? 1 : j.preempt_requested ? 2 : 0});
   s.Bind(10, j.attempts);
   if (j.exit_code)
     s.Bind(11, *j.exit_code);

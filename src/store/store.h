@@ -43,6 +43,10 @@ struct JobRecord {
   Json decision = Json::object();  // the scheduler's explanation at placement
   Json order = Json::object();     // the chosen option, priced at order time
   bool cancel_requested = false;
+  // The scheduler asked the site to stop the job so a higher-priority one can
+  // start; when the site confirms, the job goes back to pending. Stored in the
+  // cancel_requested column as 2.
+  bool preempt_requested = false;
   int64_t attempts = 0;
   std::optional<int64_t> exit_code;
   std::string reason;
