@@ -547,6 +547,28 @@ Status Platform::Tick() {
   }
   sched::BatchView view =
       sched::MakeBatchInput(effective_, snap->topology, snap->loads, round, running);
+  // Weighted fair share: FP16 PFLOPS-hours each tenant used in the window,
+  // from running jobs and jobs that ended inside it.
+  const int64_t window_start = now - options_.fair_share_window_ms;
+  auto finished = store_.ListJobsFinishedSince(window_start);
+  if (!finished.ok()) return finished.status();
+  auto add_usage = [&](const JobRecord& j) {
+    if (j.started_ms <= 0 || j.order.empty()) return;
+    const AcceleratorModel* m = catalog_.Find(j.order.value("accelerator", ""));
+    if (m == nullptr) return;
+    int64_t from = std::max(j.started_ms, window_start);
+    int64_t to = j.finished_ms > 0 ? j.finished_ms : now;
+    if (to <= from) return;
+    for (size_t t = 0; t < view.tenants.size(); ++t) {
+      if (view.tenants[t] == j.tenant) {
+        view.input.tenant_usage[t] +=
+            static_cast<float>(j.order.value("cards", 0.0) * m->fp16_equivalent_tflops() / 1000.0 *
+                               static_cast<double>(to - from) / 3.6e6);
+      }
+    }
+  };
+  for (const JobRecord& j : running_jobs) add_usage(j);
+  for (const JobRecord& j : *finished) add_usage(j);
   const sched::PlacementPlan& plan = batch_.Schedule(view.input);
   // Preemptions: ask the sites to stop the victims; each is requeued when its
   // site confirms, and the job that needs the cards is placed in a later

@@ -30,6 +30,8 @@ struct PlatformOptions {
   // A site that has not sent a heartbeat for this long is marked down and
   // gets no new placements.
   int64_t heartbeat_timeout_ms = 15'000;
+  // Fair share between tenants counts FP16 capacity-hours used in this window.
+  int64_t fair_share_window_ms = 24 * 3'600'000;
 };
 
 struct Assignment {

@@ -127,6 +127,35 @@ TEST_F(PlatformTest, PreemptibleJobsMakeRoomAndAreRequeued) {
   EXPECT_EQ(platform_.GetJob(victim->id)->state, "pending");
 }
 
+TEST_F(PlatformTest, FairShareFavoursTheTenantThatUsedLessInTheWindow) {
+  RegisterAll();
+  // Tenant "heavy" ran a long job in the last day.
+  JobSpec past = Job(16);
+  past.tenant = "heavy";
+  auto p = platform_.Submit(past);
+  ASSERT_TRUE(platform_.Report(p->id, {p->site_id, "running", {}, ""}).ok());
+  clock_.AdvanceMs(10 * 3'600'000);
+  ASSERT_TRUE(platform_.Report(p->id, {p->site_id, "succeeded", 0, ""}).ok());
+  // Fill the only 16-card pool, then queue one job from each tenant.
+  auto blocker = platform_.Submit(Job(16));
+  ASSERT_EQ(blocker->state, "scheduled");
+  JobSpec heavy = Job(16), light = Job(16);
+  heavy.tenant = "heavy";
+  light.tenant = "light";
+  auto h = platform_.Submit(heavy);  // submitted first
+  auto l = platform_.Submit(light);
+  ASSERT_EQ(h->state, "pending");
+  ASSERT_EQ(l->state, "pending");
+  ASSERT_TRUE(platform_.Report(blocker->id, {blocker->site_id, "running", {}, ""}).ok());
+  ASSERT_TRUE(platform_.Report(blocker->id, {blocker->site_id, "succeeded", 0, ""}).ok());
+  for (const auto& s : network_.sites()) {
+    ASSERT_TRUE(platform_.Heartbeat(s.id, Json::object()).ok());  // still alive after 10 h
+  }
+  ASSERT_TRUE(platform_.Tick().ok());
+  EXPECT_EQ(platform_.GetJob(l->id)->state, "scheduled");
+  EXPECT_EQ(platform_.GetJob(h->id)->state, "pending");
+}
+
 TEST_F(PlatformTest, CompletedJobsTeachTheEstimates) {
   RegisterAll();
   // Catalog: test-gpu trains at 0.5 of peak, so 7.2 EFLOP on 4 cards is 10 h.

@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, log_bytes INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
+CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_ms);
 CREATE TABLE IF NOT EXISTS job_events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
   state TEXT NOT NULL, reason TEXT NOT NULL);
@@ -365,6 +366,12 @@ Result<std::vector<JobRecord>> SqliteStore::ListJobs(const JobFilter& f) {
 Result<std::vector<JobRecord>> SqliteStore::ListActiveJobs() {
   std::lock_guard lock(mu_);
   return QueryJobsLocked("WHERE state NOT IN ('succeeded','failed','cancelled')", {},
+                         std::numeric_limits<int64_t>::max());
+}
+
+Result<std::vector<JobRecord>> SqliteStore::ListJobsFinishedSince(int64_t ms) {
+  std::lock_guard lock(mu_);
+  return QueryJobsLocked("WHERE finished_ms >= ?1", {std::to_string(ms)},
                          std::numeric_limits<int64_t>::max());
 }
 
