@@ -216,7 +216,11 @@ std::string RenderJob(const Json& j, const Json& events) {
                          ? ""
                          : fmt::format(" (exit code {})", j["exit_code"].get<int64_t>()));
   out += fmt::format("Site     {}\nPool     {}\n", OrDash(j["site"]), OrDash(j["pool"]));
-  out += fmt::format("Why      {}\n", OrDash(j["reason"]));
+  const Json& why = j["decision"];
+  if (why.is_object() && why.contains("summary")) {
+    out += fmt::format("Why      {}\n", why["summary"].get<std::string>());
+  }
+  out += fmt::format("Latest   {}\n", OrDash(j["reason"]));
   const Json& o = j["order"];
   if (o.is_object() && !o.empty()) {
     out += fmt::format(
@@ -234,7 +238,9 @@ std::string RenderJob(const Json& j, const Json& events) {
   const Json& dec = j["decision"];
   if (dec.is_object() && dec.contains("options") && dec["options"].size() > 1) {
     const Json& r = dec["options"][1];
-    out += fmt::format("Runner-up {} at {}\n", r["pool"].get<std::string>(), Cny(r["total_cny"]));
+    out += fmt::format("Runner-up {}: {}, {} run + {} staging, {} kg CO2\n",
+                       r["pool"].get<std::string>(), Cny(r["total_cny"]), Hours(r["run_h"]),
+                       Hours(r["transfer_h"]), Number(r["carbon_kg"]));
   }
   if (events.is_array() && !events.empty()) {
     out += "\nEvents:\n";

@@ -376,6 +376,15 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
     if (second) *second = b2;
     return best;
   };
+  // Busier networks need prices to move faster: scale the step by how much
+  // of the free capacity this round's jobs ask for (1x up to a third).
+  double demand = 0, capacity = 0;
+  for (size_t j = 0; j < J; ++j) {
+    if (ncand_[j] > 0) demand += in.jobs[j].cards;
+  }
+  for (size_t p = 0; p < P; ++p) capacity += std::max(0, free_[p]);
+  const double load = capacity > 0 ? demand / capacity : 1.0;
+  const float step_scale = static_cast<float>(std::pow(std::max(1.0, 3.0 * load), 1.5));
   for (int it = 0; it < options_.price_iterations; ++it) {
     std::fill(load_.begin(), load_.end(), 0);
     for (size_t j = 0; j < J; ++j) {
@@ -385,7 +394,7 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
     }
     // Step size shrinks over the rounds; prices are per card, on the scale of
     // r (about 1) divided by a typical gang.
-    float step = options_.price_step / static_cast<float>(it + 1);
+    float step = options_.price_step * step_scale / static_cast<float>(it + 1);
     for (size_t p = 0; p < P; ++p) {
       float cap = static_cast<float>(std::max(1, free_[p]));
       float g = (static_cast<float>(load_[p]) - cap) / cap;
@@ -513,9 +522,10 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
       }
     }
     if (chosen == nullptr && ncand_[j] == K) {
-      // Past the K kept candidates: look four times deeper, and at every pool
-      // once the job has waited an hour, so no fitting job waits forever.
-      size_t deeper = job.waited_h >= 1.0f ? 0 : 4 * K;
+      // Past the K kept candidates: look `fallback_depth` deep (every pool if
+      // 0, and always once the job has waited an hour, so no fitting job waits
+      // forever).
+      size_t deeper = job.waited_h >= 1.0f ? 0 : static_cast<size_t>(options_.fallback_depth);
       Evaluate(in, table_, j, deeper, options_.max_relative_cost, &evals_);
       Rank(job, options_, evals_, deeper, &ranked_);
       size_t limit = deeper == 0 ? ranked_.size() : std::min(deeper, ranked_.size());

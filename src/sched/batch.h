@@ -121,6 +121,9 @@ struct BatchInput {
 
 struct BatchOptions {
   int candidates = 8;
+  // How many of a job's best pools to look through when its kept candidates
+  // are full (0: all of them).
+  int fallback_depth = 32;
   // Rounds of pool pricing (Lagrangian subgradient steps on pool capacity)
   // before the assignment; 0 turns pricing off (plain regret order).
   int price_iterations = 30;
