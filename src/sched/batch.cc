@@ -626,7 +626,7 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
     std::vector<std::pair<uint32_t, int32_t>> taken;  // tentative use of other pools
     // Work is capped at a few steps per job in the round, so a round where
     // much is blocked stays linear; jobs past the budget wait for the next.
-    int64_t budget = 64 * static_cast<int64_t>(J) + 200'000;
+    int64_t budget = 16 * static_cast<int64_t>(J) + 200'000;
     for (size_t j : blocked) {
       const BatchJob& job = in.jobs[j];
       const Candidate* cands = &cand_[j * K];
