@@ -30,6 +30,8 @@
 #include "src/sched/scheduler.h"
 #include "src/server/api.h"
 #include "src/server/platform.h"
+#include "src/sim/engine.h"
+#include "src/sim/workload.h"
 #include "src/store/sqlite_store.h"
 
 namespace cpn::cli {
@@ -315,6 +317,92 @@ int Main(int argc, char** argv) {
                       "port with --demo)");
   dev_cmd->add_option("--topology", dev.topology, "topology file (default: the shipped sample)");
   dev_cmd->callback([&] { rc = RunDev(dev); });
+
+  // sim
+  std::string sim_topology, sim_workload, sim_out;
+  std::vector<std::string> sim_policies;
+  int64_t sim_jobs = 2000;
+  double sim_rate = 20;
+  uint64_t sim_seed = 1;
+  CLI::App* sim_cmd = app.add_subcommand(
+      "sim", "simulate the network on virtual time with the real scheduler (trace-driven)");
+  sim_cmd->add_option("--topology", sim_topology, "topology file (default: the shipped one)");
+  sim_cmd->add_option("--workload", sim_workload,
+                      "workload CSV (docs/workload-format.md); without it a synthetic one");
+  sim_cmd->add_option("--policy", sim_policies,
+                      "cheapest, fastest, greenest or balanced; repeat to compare (default: all)");
+  sim_cmd->add_option("--jobs", sim_jobs, "synthetic workload: number of jobs")
+      ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}));
+  sim_cmd->add_option("--rate", sim_rate, "synthetic workload: arrivals per hour")
+      ->check(CLI::Range(0.001, 1e7));
+  sim_cmd->add_option("--seed", sim_seed, "synthetic workload seed");
+  sim_cmd->add_option("--out", sim_out, "write report.txt, report.json and workload.csv here");
+  sim_cmd->callback([&] {
+    auto catalog = Catalog::LoadDefault();
+    if (!catalog.ok()) {
+      rc = Fail(catalog.status());
+      return;
+    }
+    auto topo = sim_topology.empty() ? Topology::LoadDefault(*catalog)
+                                     : Topology::LoadFile(sim_topology, *catalog);
+    if (!topo.ok()) {
+      rc = Fail(topo.status());
+      return;
+    }
+    std::vector<sim::WorkloadJob> jobs;
+    if (!sim_workload.empty()) {
+      auto w = sim::LoadWorkloadCsv(sim_workload, *catalog);
+      if (!w.ok()) {
+        rc = Fail(w.status());
+        return;
+      }
+      jobs = std::move(w).value();
+    } else {
+      sim::SyntheticOptions so;
+      so.jobs = sim_jobs;
+      so.arrivals_per_hour = sim_rate;
+      so.seed = sim_seed;
+      for (const char* s :
+           {"cpn:cn.bj/bj-cloud/bj-01", "cpn:cn.sh/sh-cloud/sh-01", "cpn:cn.gd/sz-cloud/sz-01"}) {
+        if (topo->FindSite(s)) so.data_sites.push_back(s);
+      }
+      if (so.data_sites.empty()) so.data_sites.push_back(topo->sites().front().id);
+      jobs = sim::SyntheticWorkload(so);
+    }
+    std::vector<Policy> policies;
+    if (sim_policies.empty()) {
+      policies = {Policy::kCheapest, Policy::kFastest, Policy::kGreenest, Policy::kBalanced};
+    }
+    for (const auto& name : sim_policies) {
+      auto p = ParsePolicy(name);
+      if (!p.ok()) {
+        rc = Fail(p.status().WithContext("--policy"));
+        return;
+      }
+      policies.push_back(*p);
+    }
+    std::string text, json = "[";
+    for (size_t i = 0; i < policies.size(); ++i) {
+      sim::SimOptions opt;
+      opt.policy = policies[i];
+      sim::SimReport r = sim::Simulate(*catalog, *topo, jobs, opt);
+      text += r.ToText();
+      json += (i ? "," : "") + r.ToJson();
+      std::cerr << "simulated policy " << PolicyName(policies[i]) << "\n";
+    }
+    json += "]";
+    std::cout << text;
+    if (!sim_out.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(sim_out, ec);
+      std::ofstream(sim_out + "/report.txt") << text;
+      std::ofstream(sim_out + "/report.json") << json << "\n";
+      std::ofstream(sim_out + "/workload.csv") << sim::WorkloadToCsv(jobs);
+      if (!std::ofstream(sim_out + "/report.txt").good()) {
+        rc = Fail(Unavailable("cannot write to " + sim_out));
+      }
+    }
+  });
 
   // catalog (offline)
   CLI::App* catalog_cmd =
