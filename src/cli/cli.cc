@@ -324,18 +324,23 @@ int Main(int argc, char** argv) {
   int64_t sim_jobs = 2000;
   double sim_rate = 20;
   uint64_t sim_seed = 1;
+  double sim_training = 0.6;
   CLI::App* sim_cmd = app.add_subcommand(
       "sim", "simulate the network on virtual time with the real scheduler (trace-driven)");
   sim_cmd->add_option("--topology", sim_topology, "topology file (default: the shipped one)");
   sim_cmd->add_option("--workload", sim_workload,
                       "workload CSV (docs/workload-format.md); without it a synthetic one");
   sim_cmd->add_option("--policy", sim_policies,
-                      "cheapest, fastest, greenest or balanced; repeat to compare (default: all)");
+                      "cheapest, fastest, greenest, balanced, or a baseline: local, round-robin, "
+                      "greedy-cheapest; repeat to compare (default: local and the four)");
   sim_cmd->add_option("--jobs", sim_jobs, "synthetic workload: number of jobs")
       ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}));
   sim_cmd->add_option("--rate", sim_rate, "synthetic workload: arrivals per hour")
       ->check(CLI::Range(0.001, 1e7));
   sim_cmd->add_option("--seed", sim_seed, "synthetic workload seed");
+  sim_cmd
+      ->add_option("--training-share", sim_training, "synthetic workload: share of training jobs")
+      ->check(CLI::Range(0.0, 1.0));
   sim_cmd->add_option("--out", sim_out, "write report.txt, report.json and workload.csv here");
   sim_cmd->callback([&] {
     auto catalog = Catalog::LoadDefault();
@@ -362,6 +367,8 @@ int Main(int argc, char** argv) {
       so.jobs = sim_jobs;
       so.arrivals_per_hour = sim_rate;
       so.seed = sim_seed;
+      so.training_share = sim_training;
+      so.tenants = {"bj-health", "sh-finance", "sz-robotics"};
       for (const char* s :
            {"cpn:cn.bj/bj-cloud/bj-01", "cpn:cn.sh/sh-cloud/sh-01", "cpn:cn.gd/sz-cloud/sz-01"}) {
         if (topo->FindSite(s)) so.data_sites.push_back(s);
@@ -369,26 +376,27 @@ int Main(int argc, char** argv) {
       if (so.data_sites.empty()) so.data_sites.push_back(topo->sites().front().id);
       jobs = sim::SyntheticWorkload(so);
     }
-    std::vector<Policy> policies;
     if (sim_policies.empty()) {
-      policies = {Policy::kCheapest, Policy::kFastest, Policy::kGreenest, Policy::kBalanced};
+      sim_policies = {"local", "cheapest", "fastest", "greenest", "balanced"};
     }
+    std::vector<sim::SimOptions> runs;
     for (const auto& name : sim_policies) {
-      auto p = ParsePolicy(name);
+      auto p = sim::ParseSimPolicy(name);
       if (!p.ok()) {
         rc = Fail(p.status().WithContext("--policy"));
         return;
       }
-      policies.push_back(*p);
+      sim::SimOptions opt;
+      opt.policy = p->first;
+      opt.baseline = p->second;
+      runs.push_back(opt);
     }
     std::string text, json = "[";
-    for (size_t i = 0; i < policies.size(); ++i) {
-      sim::SimOptions opt;
-      opt.policy = policies[i];
-      sim::SimReport r = sim::Simulate(*catalog, *topo, jobs, opt);
+    for (size_t i = 0; i < runs.size(); ++i) {
+      std::cerr << "simulating " << sim_policies[i] << " (" << jobs.size() << " jobs)...\n";
+      sim::SimReport r = sim::Simulate(*catalog, *topo, jobs, runs[i]);
       text += r.ToText();
       json += (i ? "," : "") + r.ToJson();
-      std::cerr << "simulated policy " << PolicyName(policies[i]) << "\n";
     }
     json += "]";
     std::cout << text;

@@ -45,6 +45,34 @@ double Percentile(std::vector<double> v, double q) {
 
 }  // namespace
 
+std::string_view BaselineName(Baseline b) {
+  switch (b) {
+    case Baseline::kNone:
+      return "";
+    case Baseline::kLocal:
+      return "local";
+    case Baseline::kRoundRobin:
+      return "round-robin";
+    case Baseline::kGreedyCheapest:
+      return "greedy-cheapest";
+  }
+  return "";
+}
+
+Result<std::pair<std::optional<Policy>, Baseline>> ParseSimPolicy(std::string_view name) {
+  for (Baseline b : {Baseline::kLocal, Baseline::kRoundRobin, Baseline::kGreedyCheapest}) {
+    if (name == BaselineName(b)) return std::make_pair(std::optional<Policy>(), b);
+  }
+  auto p = ParsePolicy(name);
+  if (!p.ok()) {
+    return InvalidArgument(fmt::format(
+        "unknown policy '{}' (expected cheapest, fastest, greenest, balanced, local, round-robin "
+        "or greedy-cheapest)",
+        name));
+  }
+  return std::make_pair(std::optional<Policy>(*p), Baseline::kNone);
+}
+
 double ErlangCMeanWait(int c, double lambda, double mu) {
   double a = lambda / mu, rho = a / c;
   // sum_{k<c} a^k/k! and a^c/c!, computed incrementally for stability.
@@ -61,13 +89,34 @@ double ErlangCMeanWait(int c, double lambda, double mu) {
 SimReport Simulate(const Catalog& catalog, const Topology& topology,
                    const std::vector<WorkloadJob>& jobs, const SimOptions& options) {
   SimReport report;
-  report.policy = options.policy ? std::string(PolicyName(*options.policy)) : "per-job";
+  report.policy = options.baseline != Baseline::kNone ? std::string(BaselineName(options.baseline))
+                  : options.policy                    ? std::string(PolicyName(*options.policy))
+                                                      : "per-job";
   report.jobs = static_cast<int64_t>(jobs.size());
   std::vector<JobSpec> specs;
   specs.reserve(jobs.size());
   for (const auto& j : jobs) {
     specs.push_back(j.spec);
     if (options.policy) specs.back().policy = *options.policy;
+    if (options.baseline != Baseline::kNone) specs.back().policy = Policy::kCheapest;
+  }
+  // For the local baseline: per area, the network with pools only there.
+  std::map<std::string, Topology> local_view;
+  if (options.baseline == Baseline::kLocal) {
+    for (const Site& s : topology.sites()) {
+      if (local_view.count(s.area)) continue;
+      std::vector<Site> sites = topology.sites();
+      for (Site& other : sites) {
+        if (other.area != s.area) other.pools.clear();
+      }
+      local_view.emplace(s.area, Topology::Make(std::move(sites), topology.links(),
+                                                topology.intra_area(), topology.default_link()));
+    }
+  }
+  size_t rr_next = 0;  // round-robin position over pools
+  std::vector<std::string> all_pools;
+  for (const Site& s : topology.sites()) {
+    for (const Pool& p : s.pools) all_pools.push_back(p.id);
   }
   std::map<std::string, sched::PoolLoad> loads;
   std::map<std::string, const Pool*> pools;
@@ -108,29 +157,88 @@ SimReport Simulate(const Catalog& catalog, const Topology& topology,
       info.push_back({r.job, r.pool_id, r.cards, (r.end_s - now) / 3600.0, specs[r.job].priority,
                       false, specs[r.job].tenant});
     }
-    sched::BatchView view = sched::MakeBatchInput(catalog, topology, loads, round, info);
-    const sched::PlacementPlan& plan = scheduler.Schedule(view.input);
+    // Where each pending job goes: a pool id, "" to wait, "!" if it never can.
+    std::vector<std::string> where(pending.size());
+    if (options.baseline == Baseline::kNone) {
+      sched::BatchView view = sched::MakeBatchInput(catalog, topology, loads, round, info);
+      const sched::PlacementPlan& plan = scheduler.Schedule(view.input);
+      for (size_t k = 0; k < pending.size(); ++k) {
+        const sched::JobPlacement& pl = plan.jobs[k];
+        if (pl.outcome == sched::JobOutcome::kPlaced) {
+          where[k] = view.pool_ids[static_cast<size_t>(pl.pool)];
+        } else if (pl.outcome == sched::JobOutcome::kInfeasible) {
+          where[k] = "!";
+        }
+      }
+    } else {
+      for (size_t k = 0; k < pending.size(); ++k) {
+        const JobSpec& spec = specs[pending[k]];
+        const Topology* view = &topology;
+        if (options.baseline == Baseline::kLocal) {
+          const Site* data = topology.FindSite(spec.dataset_site);
+          if (data == nullptr) {
+            where[k] = "!";
+            continue;
+          }
+          view = &local_view.at(data->area);
+        }
+        sched::SchedulerInput in{&catalog, view, &loads};
+        sched::Decision d = sched::Decide(spec, in);
+        if (d.outcome == sched::Outcome::kInfeasible) {
+          where[k] = "!";
+          continue;
+        }
+        if (d.ranked.empty()) continue;
+        std::string pick = d.ranked.front().pool_id;
+        if (options.baseline == Baseline::kRoundRobin) {
+          // The first fitting pool at or after the rotating position.
+          size_t best = all_pools.size();
+          for (const auto& o : d.ranked) {
+            size_t idx = static_cast<size_t>(
+                std::find(all_pools.begin(), all_pools.end(), o.pool_id) - all_pools.begin());
+            size_t dist = (idx + all_pools.size() - rr_next % all_pools.size()) % all_pools.size();
+            if (dist < best) {
+              best = dist;
+              pick = o.pool_id;
+            }
+          }
+          rr_next = (rr_next + best + 1) % all_pools.size();
+        }
+        where[k] = pick;
+        loads[pick].free_cards -= spec.cards;  // later jobs of this round see it taken
+      }
+    }
     std::vector<size_t> still;
     for (size_t k = 0; k < pending.size(); ++k) {
       size_t j = pending[k];
-      const sched::JobPlacement& pl = plan.jobs[k];
-      if (pl.outcome != sched::JobOutcome::kPlaced) {
-        if (pl.outcome == sched::JobOutcome::kInfeasible) {
-          report.never_placed++;
-        } else {
-          still.push_back(j);
-        }
+      if (where[k].empty()) {
+        still.push_back(j);
         continue;
       }
-      const std::string& pool_id = view.pool_ids[static_cast<size_t>(pl.pool)];
+      if (where[k] == "!") {
+        report.never_placed++;
+        continue;
+      }
+      const std::string& pool_id = where[k];
       const Pool* pool = pools[pool_id];
       const Site* site = pool_site[pool_id];
       const AcceleratorModel* model = catalog.Find(pool->accelerator);
       sched::Option est = sched::Estimate(specs[j], *site, *pool, *model, topology);
       double staging_s = est.transfer_h * 3600;
+      // The trace's duration was observed on its reference card (the one it
+      // names, else an A800-class card): keep its ratio to that card's
+      // estimate, so a faster pool really finishes sooner.
       double run_s = jobs[j].duration_s;
+      const AcceleratorModel* ref =
+          catalog.Find(specs[j].accelerator.empty() ? "nvidia-a800-sxm" : specs[j].accelerator);
+      if (ref != nullptr) {
+        double ref_run_s = specs[j].work_fp16_eflop * 1e18 /
+                           (static_cast<double>(specs[j].cards) * ref->fp16_equivalent_tflops() *
+                            1e12 * ref->efficiency(specs[j].job_class));
+        if (ref_run_s > 0) run_s = est.run_h * 3600 * (jobs[j].duration_s / ref_run_s);
+      }
       double finish = now + staging_s + run_s;
-      loads[pool_id].free_cards -= specs[j].cards;
+      if (options.baseline == Baseline::kNone) loads[pool_id].free_cards -= specs[j].cards;
       running.push_back({j, pool_id, specs[j].cards, finish});
       events.push({finish, EventKind::kCompletion, seq++, j});
       start_s[j] = now;

@@ -5,8 +5,10 @@
 // every pending job and the running jobs' expected ends to BatchScheduler
 // (through MakeBatchInput, as Platform::Tick does); a placed job holds its
 // cards from placement, stages its dataset for the estimated transfer time,
-// then runs for its *actual* duration from the workload, which may differ
-// from what the scheduler estimated. Rounds run at every event time (as an
+// then runs for its *actual* duration: the workload's duration, observed on
+// its reference card, scaled to the chosen pool's card — so it may differ
+// from what the scheduler estimated by as much as the trace differs from the
+// reference estimate. Rounds run at every event time (as an
 // event-driven server would) or every `round_s` of virtual time.
 // Deterministic: the same inputs give the same report, byte for byte.
 // Not yet modelled: site outages, links shared between concurrent transfers,
@@ -25,9 +27,19 @@
 
 namespace cpn::sim {
 
+// Baselines beside cpn's own batch rounds, one job at a time in arrival order:
+// kLocal runs every job in its data's home area (cheapest pool there),
+// kRoundRobin deals jobs to fitting pools in turn, kGreedyCheapest takes
+// each job's cheapest fitting pool with room.
+enum class Baseline { kNone, kLocal, kRoundRobin, kGreedyCheapest };
+std::string_view BaselineName(Baseline b);
+// Parses a policy or baseline name as `cpn sim --policy` takes it.
+Result<std::pair<std::optional<Policy>, Baseline>> ParseSimPolicy(std::string_view name);
+
 struct SimOptions {
   std::optional<Policy> policy;  // overrides every job's policy when set
-  double round_s = 0;            // 0: a round at every event time
+  Baseline baseline = Baseline::kNone;
+  double round_s = 0;  // 0: a round at every event time
   sched::BatchOptions batch;
   bool record_waits = false;  // fill SimReport::wait_s_by_job
 };

@@ -99,6 +99,45 @@ TEST(Simulator, SameInputSameReport) {
   EXPECT_GT(r.cost_cny, 0);
 }
 
+TEST(Simulator, BaselinesRunAndLocalKeepsDataHome) {
+  Catalog catalog = cpn::testing::TestCatalog();
+  Topology topo = cpn::testing::TestTopology(catalog);
+  SyntheticOptions o;
+  o.jobs = 200;
+  o.arrivals_per_hour = 4;
+  o.data_sites = {"cpn:cn.bj/acme/bj-1"};
+  auto jobs = SyntheticWorkload(o);
+  for (auto& j : jobs) {
+    j.spec.software.clear();
+    j.spec.cards = std::min<int64_t>(j.spec.cards, 8);
+    j.spec.residency = Residency::kAnywhere;
+  }
+  for (const char* name : {"local", "round-robin", "greedy-cheapest", "cheapest"}) {
+    auto p = ParseSimPolicy(name);
+    ASSERT_TRUE(p.ok()) << name;
+    SimOptions opt;
+    opt.policy = p->first;
+    opt.baseline = p->second;
+    SimReport r = Simulate(catalog, topo, jobs, opt);
+    EXPECT_EQ(r.policy, name);
+    EXPECT_EQ(r.done, r.jobs) << name;
+    EXPECT_EQ(r.residency_violations, 0) << name;
+    if (std::string(name) == "local") {
+      // Everything ran in Beijing's area: no data moved, nothing elsewhere busy.
+      EXPECT_EQ(r.data_moved_tb, 0);
+      for (const auto& [area, u] : r.utilisation_by_area) {
+        if (area != "jjj") {
+          EXPECT_EQ(u, 0) << area;
+        }
+      }
+    }
+    if (std::string(name) == "cheapest") {
+      EXPECT_GT(r.data_moved_tb, 0);  // data goes west
+    }
+  }
+  EXPECT_FALSE(ParseSimPolicy("fastest-ever").ok());
+}
+
 TEST(Workload, CsvRoundTripsAndNamesTheBadLine) {
   Catalog catalog = cpn::testing::TestCatalog();
   SyntheticOptions o;

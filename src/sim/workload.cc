@@ -162,9 +162,9 @@ std::vector<WorkloadJob> SyntheticWorkload(const SyntheticOptions& o) {
     s.name = fmt::format("job-{}", i);
     s.tenant = o.tenants[static_cast<size_t>(u(rng) * static_cast<double>(o.tenants.size())) %
                          o.tenants.size()];
-    s.job_class = u(rng) < 0.6   ? JobClass::kTraining
-                  : u(rng) < 0.5 ? JobClass::kInference
-                                 : JobClass::kBatch;
+    s.job_class = u(rng) < o.training_share ? JobClass::kTraining
+                  : u(rng) < 0.5            ? JobClass::kInference
+                                            : JobClass::kBatch;
     s.cards = gangs[static_cast<size_t>(u(rng) * 8) % 8];
     s.software = {"pytorch"};
     double hours = std::exp(std::log(0.25) + u(rng) * (std::log(48.0) - std::log(0.25)));
