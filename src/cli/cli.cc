@@ -30,6 +30,7 @@
 #include "src/sched/scheduler.h"
 #include "src/server/api.h"
 #include "src/server/platform.h"
+#include "src/sim/charts.h"
 #include "src/sim/engine.h"
 #include "src/sim/workload.h"
 #include "src/store/sqlite_store.h"
@@ -341,7 +342,8 @@ int Main(int argc, char** argv) {
   sim_cmd
       ->add_option("--training-share", sim_training, "synthetic workload: share of training jobs")
       ->check(CLI::Range(0.0, 1.0));
-  sim_cmd->add_option("--out", sim_out, "write report.txt, report.json and workload.csv here");
+  sim_cmd->add_option("--out", sim_out,
+                      "write report.txt, report.json, workload.csv and SVG charts here");
   sim_cmd->callback([&] {
     auto catalog = Catalog::LoadDefault();
     if (!catalog.ok()) {
@@ -392,11 +394,12 @@ int Main(int argc, char** argv) {
       runs.push_back(opt);
     }
     std::string text, json = "[";
+    std::vector<sim::SimReport> reports;
     for (size_t i = 0; i < runs.size(); ++i) {
       std::cerr << "simulating " << sim_policies[i] << " (" << jobs.size() << " jobs)...\n";
-      sim::SimReport r = sim::Simulate(*catalog, *topo, jobs, runs[i]);
-      text += r.ToText();
-      json += (i ? "," : "") + r.ToJson();
+      reports.push_back(sim::Simulate(*catalog, *topo, jobs, runs[i]));
+      text += reports.back().ToText();
+      json += (i ? "," : "") + reports.back().ToJson();
     }
     json += "]";
     std::cout << text;
@@ -406,6 +409,8 @@ int Main(int argc, char** argv) {
       std::ofstream(sim_out + "/report.txt") << text;
       std::ofstream(sim_out + "/report.json") << json << "\n";
       std::ofstream(sim_out + "/workload.csv") << sim::WorkloadToCsv(jobs);
+      std::ofstream(sim_out + "/cost_vs_completion.svg") << sim::CostVsCompletionSvg(reports);
+      std::ofstream(sim_out + "/utilisation.svg") << sim::UtilisationSvg(reports);
       if (!std::ofstream(sim_out + "/report.txt").good()) {
         rc = Fail(Unavailable("cannot write to " + sim_out));
       }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "src/sim/charts.h"
 #include "src/testing/fixtures.h"
 
 namespace cpn::sim {
@@ -136,6 +137,22 @@ TEST(Simulator, BaselinesRunAndLocalKeepsDataHome) {
     }
   }
   EXPECT_FALSE(ParseSimPolicy("fastest-ever").ok());
+  // Charts name every policy and every hub.
+  std::vector<SimReport> reports;
+  for (const char* name : {"local", "cheapest"}) {
+    SimOptions opt;
+    opt.policy = ParseSimPolicy(name)->first;
+    opt.baseline = ParseSimPolicy(name)->second;
+    reports.push_back(Simulate(catalog, topo, jobs, opt));
+  }
+  std::string cost = CostVsCompletionSvg(reports), util = UtilisationSvg(reports);
+  for (const std::string* svg : {&cost, &util}) {
+    EXPECT_EQ(svg->rfind("<svg", 0), 0u);
+    EXPECT_NE(svg->find("</svg>"), std::string::npos);
+    EXPECT_NE(svg->find(">local<"), std::string::npos);
+    EXPECT_NE(svg->find(">cheapest<"), std::string::npos);
+  }
+  EXPECT_NE(util.find(">jjj<"), std::string::npos);
 }
 
 TEST(Workload, CsvRoundTripsAndNamesTheBadLine) {

@@ -1,0 +1,16 @@
+// SVG charts for `cpn sim` reports: plain, dependency-free SVG text.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "src/sim/engine.h"
+
+namespace cpn::sim {
+
+// Cost (CNY) against mean completion time (h), one labelled point per policy.
+std::string CostVsCompletionSvg(const std::vector<SimReport>& reports);
+// Utilisation per hub, one group of bars per hub, one bar per policy.
+std::string UtilisationSvg(const std::vector<SimReport>& reports);
+
+}  // namespace cpn::sim
