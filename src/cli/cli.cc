@@ -396,8 +396,18 @@ int Main(int argc, char** argv) {
     std::string text, json = "[";
     std::vector<sim::SimReport> reports;
     for (size_t i = 0; i < runs.size(); ++i) {
-      std::cerr << "simulating " << sim_policies[i] << " (" << jobs.size() << " jobs)...\n";
+      const std::string label = sim_policies[i];
+      std::cerr << "simulating " << label << " (" << jobs.size() << " jobs)\n";
+      if (isatty(2)) {
+        runs[i].progress = [&label](double done) {
+          int filled = static_cast<int>(done * 30);
+          std::cerr << "\r  " << label << " [" << std::string(filled, '#')
+                    << std::string(30 - filled, '.') << "] " << static_cast<int>(done * 100) << "%"
+                    << std::flush;
+        };
+      }
       reports.push_back(sim::Simulate(*catalog, *topo, jobs, runs[i]));
+      if (runs[i].progress) std::cerr << "\r" << std::string(50, ' ') << "\r";
       text += reports.back().ToText();
       json += (i ? "," : "") + reports.back().ToJson();
     }

@@ -296,6 +296,9 @@ SimReport Simulate(const Catalog& catalog, const Topology& topology,
             running.pop_back();
           }
           report.done++;
+          if (options.progress && report.done % 1000 == 0) {
+            options.progress(static_cast<double>(report.done) / static_cast<double>(report.jobs));
+          }
           break;
         }
         case EventKind::kRound:

@@ -15,6 +15,7 @@
 // time-varying prices and carbon (the later parts).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ struct SimOptions {
   double round_s = 0;  // 0: a round at every event time
   sched::BatchOptions batch;
   bool record_waits = false;  // fill SimReport::wait_s_by_job
+  // Called now and then with the share of jobs finished (0..1), for progress.
+  std::function<void(double)> progress;
 };
 
 struct SimReport {
