@@ -185,7 +185,7 @@ TEST(Integration, JobsRunWhereTheSchedulerChoseAndTheirLogsComeBack) {
   Topology small = Topology::Make(three, net.topology().links(), net.topology().intra_area(),
                                   net.topology().default_link());
   std::string body = TrainingJob(
-      "e2e", "echo \"slots=$CPN_CARD_SLOTS site=$CPN_SITE\"; echo epoch-1; echo epoch-2");
+      "e2e", "echo \"slots=$CPN_CARD_SLOTS site=$CPN_SITE\"; echo epoch-1; sleep 2; echo epoch-2");
   auto spec = JobSpecFromJson(Json::parse(body), net.catalog());
   ASSERT_TRUE(spec.ok());
   sched::SchedulerInput in{&net.catalog(), &small, nullptr};
@@ -214,18 +214,26 @@ TEST(Integration, JobsRunWhereTheSchedulerChoseAndTheirLogsComeBack) {
     EXPECT_EQ(logs.exit_code, 0);
     EXPECT_NE(logs.out.find("site=" + expected.chosen()->site_id), std::string::npos) << logs.out;
     EXPECT_NE(logs.out.find("epoch-2"), std::string::npos) << logs.out;
-    // Three 8-card jobs at once: each got its own card slots.
-    EXPECT_NE(logs.out.find("slots="), std::string::npos);
     CommandResult follow = net.Cli("logs -f " + id);
     EXPECT_EQ(follow.out, logs.out);
   }
-  // Distinct slots: the three concurrent jobs' slot lists do not all agree.
-  std::set<std::string> slot_lists;
+  // The three 8-card jobs overlapped (each sleeps 2 s): each had its own 8 slots.
+  std::set<std::string> slots_seen;
   for (const auto& id : ids) {
     std::string out = net.Cli("logs " + id).out;
-    slot_lists.insert(out.substr(0, out.find(' ')));
+    ASSERT_EQ(out.rfind("slots=", 0), 0u) << out;
+    std::string list = out.substr(6, out.find(' ') - 6);
+    size_t count = 0;
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = list.find(',', start);
+      std::string slot = list.substr(start, comma == std::string::npos ? comma : comma - start);
+      EXPECT_TRUE(slots_seen.insert(slot).second) << "slot " << slot << " given twice";
+      ++count;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    EXPECT_EQ(count, 8u) << list;
   }
-  EXPECT_GE(slot_lists.size(), 1u);
 
   // A failing job reports failure with its exit code.
   Json bad =

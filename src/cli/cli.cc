@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -279,6 +280,21 @@ int Main(int argc, char** argv) {
     return c;
   };
   int rc = 0;
+  // Calls the server; on error prints it and sets the exit code, with --json
+  // prints the reply. Either way the caller only renders a table if it gets one.
+  auto Fetch = [&](const std::string& method, const std::string& target,
+                   const std::string& body = "") -> std::optional<Json> {
+    auto r = Call(server, method, target, body);
+    if (!r.ok()) {
+      rc = Fail(r.status());
+      return std::nullopt;
+    }
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return std::nullopt;
+    }
+    return std::move(r).value();
+  };
 
   // server
   ServerOptions so;
@@ -497,15 +513,8 @@ int Main(int argc, char** argv) {
   // sites
   CLI::App* sites_cmd = client_cmd("sites", "list registered sites and their state");
   sites_cmd->callback([&] {
-    auto r = Call(server, "GET", "/v1/sites");
-    if (!r.ok()) {
-      rc = Fail(r.status());
-      return;
-    }
-    if (as_json) {
-      std::cout << r->dump(2) << "\n";
-      return;
-    }
+    auto r = Fetch("GET", "/v1/sites");
+    if (!r) return;
     Table t({"SITE", "NAME", "AREA", "JURISDICTION", "STATE", "POOLS", "CARDS", "BUSY", "PUE",
              "GREEN"});
     for (const auto& s : (*r)["sites"]) {
@@ -546,15 +555,8 @@ int Main(int argc, char** argv) {
     add("software", r_sw);
     if (r_max_price >= 0) add("max_price", fmt::format("{}", r_max_price));
     if (r_min_free > 0) add("min_free", std::to_string(r_min_free));
-    auto r = Call(server, "GET", "/v1/resources" + q);
-    if (!r.ok()) {
-      rc = Fail(r.status());
-      return;
-    }
-    if (as_json) {
-      std::cout << r->dump(2) << "\n";
-      return;
-    }
+    auto r = Fetch("GET", "/v1/resources" + q);
+    if (!r) return;
     Table t(
         {"POOL", "ACCELERATOR", "FREE", "CARDS", "PRICE/CARD-H", "FP16 PFLOPS", "UTIL", "STATE"});
     for (const auto& p : (*r)["pools"]) {
@@ -628,15 +630,8 @@ int Main(int argc, char** argv) {
       rc = Fail(text.status());
       return;
     }
-    auto r = Call(server, "POST", "/v1/jobs", *text);
-    if (!r.ok()) {
-      rc = Fail(r.status());
-      return;
-    }
-    if (as_json) {
-      std::cout << r->dump(2) << "\n";
-      return;
-    }
+    auto r = Fetch("POST", "/v1/jobs", *text);
+    if (!r) return;
     std::cout << fmt::format("{}  {}  {}\n{}\n", (*r)["id"].get<std::string>(),
                              (*r)["state"].get<std::string>(), OrDash((*r)["pool"]),
                              (*r)["reason"].get<std::string>());
@@ -655,15 +650,8 @@ int Main(int argc, char** argv) {
     if (!j_tenant.empty()) q += "&tenant=" + net::UrlEncode(j_tenant);
     if (!j_state.empty()) q += "&state=" + net::UrlEncode(j_state);
     if (!j_page.empty()) q += "&page_token=" + net::UrlEncode(j_page);
-    auto r = Call(server, "GET", "/v1/jobs" + q);
-    if (!r.ok()) {
-      rc = Fail(r.status());
-      return;
-    }
-    if (as_json) {
-      std::cout << r->dump(2) << "\n";
-      return;
-    }
+    auto r = Fetch("GET", "/v1/jobs" + q);
+    if (!r) return;
     Table t({"ID", "NAME", "TENANT", "STATE", "POOL", "EST. COST", "CREATED"});
     for (const auto& j : (*r)["jobs"]) {
       std::string cost = j["order"].is_object() && j["order"].contains("total_cny")
@@ -707,15 +695,8 @@ int Main(int argc, char** argv) {
   CLI::App* cancel_cmd = client_cmd("cancel", "cancel a job");
   cancel_cmd->add_option("ID", cancel_id, "job id")->required();
   cancel_cmd->callback([&] {
-    auto r = Call(server, "POST", "/v1/jobs/" + net::UrlEncode(cancel_id) + "/cancel");
-    if (!r.ok()) {
-      rc = Fail(r.status());
-      return;
-    }
-    if (as_json) {
-      std::cout << r->dump(2) << "\n";
-      return;
-    }
+    auto r = Fetch("POST", "/v1/jobs/" + net::UrlEncode(cancel_id) + "/cancel");
+    if (!r) return;
     std::cout << fmt::format("{}  {}{}\n", (*r)["id"].get<std::string>(),
                              (*r)["state"].get<std::string>(),
                              (*r)["cancel_requested"].get<bool>() && (*r)["state"] != "cancelled"

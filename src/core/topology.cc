@@ -31,6 +31,20 @@ Status ValidateJurisdiction(const std::string& j, const std::string& path) {
   return Status::Ok();
 }
 
+bool ResidencyAllows(Residency rule, const Site& data, const Site& site) {
+  switch (rule) {
+    case Residency::kAnywhere:
+      return true;
+    case Residency::kCountry:
+      return site.country() == data.country();
+    case Residency::kProvince:
+      return site.jurisdiction == data.jurisdiction;
+    case Residency::kSite:
+      return site.id == data.id;
+  }
+  return false;
+}
+
 Result<Site> SiteFromJson(const Json& j, const std::string& path, const Catalog& catalog) {
   Site s;
   FieldReader r(j, path);

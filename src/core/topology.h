@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "src/core/catalog.h"
+#include "src/core/job_spec.h"
 #include "src/core/json_reader.h"
 #include "src/core/status.h"
 
@@ -82,5 +83,8 @@ class Topology {
 };
 
 Status ValidateJurisdiction(const std::string& j, const std::string& path);
+
+// Whether data living at `data` may be processed at `site` under `rule`.
+bool ResidencyAllows(Residency rule, const Site& data, const Site& site);
 
 }  // namespace cpn

@@ -296,9 +296,7 @@ void BatchScheduler::Place(size_t j, const Candidate& c, const BatchJob& job, Jo
   releases_.push_back({c.pool, c.run_h, job.cards});
 }
 
-float BatchScheduler::StartTime(const BatchInput& in, uint32_t pool, int32_t cards,
-                                int32_t* spare) const {
-  (void)in;
+float BatchScheduler::StartTime(uint32_t pool, int32_t cards, int32_t* spare) const {
   std::vector<std::pair<float, int32_t>> ends;
   for (const Release& r : releases_) {
     if (r.pool == pool && r.cards > 0) ends.push_back({r.end_h, r.cards});
@@ -448,7 +446,7 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
       uint32_t p = cands[i].pool;
       if (!std::isinf(res_start_[p])) continue;
       int32_t spare = 0;
-      float start = StartTime(in, p, job.cards, &spare);
+      float start = StartTime(p, job.cards, &spare);
       if (start < best_start) {
         best_start = start;
         best_spare = spare;

@@ -218,7 +218,7 @@ class BatchScheduler {
   // (if any) is not delayed. Take() then claims any spare cards it used.
   bool Allowed(uint32_t pool, const BatchJob& job, float time_h) const;
   void Take(uint32_t pool, const BatchJob& job, float time_h);
-  float StartTime(const BatchInput& in, uint32_t pool, int32_t cards, int32_t* spare) const;
+  float StartTime(uint32_t pool, int32_t cards, int32_t* spare) const;
   void Place(size_t j, const Candidate& c, const BatchJob& job, JobOutcome outcome);
 
   BatchOptions options_;

@@ -106,25 +106,20 @@ bool Fits(const JobSpec& job, const AcceleratorModel& model, const Pool& pool,
   return true;
 }
 
-bool ResidencyAllows(const JobSpec& job, const Site& data, const Site& site, std::string* why) {
+// The rejection reason for a site the job's residency rule excludes.
+std::string ResidencyReason(const JobSpec& job, const Site& data, const Site& site) {
   switch (job.residency) {
-    case Residency::kAnywhere:
-      return true;
     case Residency::kCountry:
-      if (site.country() == data.country()) return true;
-      *why = fmt::format("data may not leave {} (site is in {})", data.country(), site.country());
-      return false;
+      return fmt::format("data may not leave {} (site is in {})", data.country(), site.country());
     case Residency::kProvince:
-      if (site.jurisdiction == data.jurisdiction) return true;
-      *why = fmt::format("data may not leave {} (site is in {})", data.jurisdiction,
+      return fmt::format("data may not leave {} (site is in {})", data.jurisdiction,
                          site.jurisdiction);
-      return false;
     case Residency::kSite:
-      if (site.id == data.id) return true;
-      *why = "data may not leave its site " + data.id;
-      return false;
+      return "data may not leave its site " + data.id;
+    case Residency::kAnywhere:
+      break;
   }
-  return false;
+  return "";
 }
 
 double PolicyScore(Policy p, const Option& o, double min_cost, double min_time, double min_carbon) {
@@ -194,9 +189,9 @@ Decision Decide(const JobSpec& job, const SchedulerInput& in) {
         continue;
       }
       if (!Fits(job, *model, pool, &d.rejected)) continue;
-      std::string why;
-      if (!ResidencyAllows(job, *data_site, site, &why)) {
-        d.rejected.push_back({pool.id, RejectReason::kResidency, why});
+      if (!ResidencyAllows(job.residency, *data_site, site)) {
+        d.rejected.push_back(
+            {pool.id, RejectReason::kResidency, ResidencyReason(job, *data_site, site)});
         continue;
       }
       PoolLoad load{pool.cards, true};

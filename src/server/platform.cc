@@ -683,12 +683,9 @@ Result<std::string> Platform::Metrics() {
                          p.accelerator, snap->loads[p.id].free_cards);
     }
   }
-  std::map<std::string, int64_t> job_states;
-  JobFilter all;
-  all.limit = 1'000'000;
-  auto jobs = store_.ListJobs(all);
-  if (!jobs.ok()) return jobs.status();
-  for (const auto& j : *jobs) job_states[j.state]++;
+  auto counted = store_.CountJobsByState();
+  if (!counted.ok()) return counted.status();
+  std::map<std::string, int64_t>& job_states = *counted;
   out += "# HELP cpn_jobs Jobs by state.\n# TYPE cpn_jobs gauge\n";
   for (const char* st : {"pending", "scheduled", "running", "succeeded", "failed", "cancelled"}) {
     out += fmt::format("cpn_jobs{{state=\"{}\"}} {}\n", st, job_states[st]);

@@ -254,23 +254,9 @@ SimReport Simulate(const Catalog& catalog, const Topology& topology,
       if (est.transfer_h > 0) report.data_moved_tb += specs[j].dataset_gb / 1000.0;
       // Residency is re-checked here, independently of the scheduler.
       const Site* data = topology.FindSite(specs[j].dataset_site);
-      bool ok = data != nullptr;
-      if (ok) {
-        switch (specs[j].residency) {
-          case Residency::kAnywhere:
-            break;
-          case Residency::kCountry:
-            ok = data->country() == site->country();
-            break;
-          case Residency::kProvince:
-            ok = data->jurisdiction == site->jurisdiction;
-            break;
-          case Residency::kSite:
-            ok = data->id == site->id;
-            break;
-        }
+      if (data == nullptr || !ResidencyAllows(specs[j].residency, *data, *site)) {
+        report.residency_violations++;
       }
-      if (!ok) report.residency_violations++;
     }
     pending.swap(still);
   };

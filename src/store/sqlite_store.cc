@@ -369,6 +369,17 @@ Result<std::vector<JobRecord>> SqliteStore::ListActiveJobs() {
                          std::numeric_limits<int64_t>::max());
 }
 
+Result<std::map<std::string, int64_t>> SqliteStore::CountJobsByState() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  if (!s.ok()) return s.error();
+  std::map<std::string, int64_t> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out[s.Text(0)] = s.Int(1);
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
 Result<std::vector<JobRecord>> SqliteStore::ListJobsFinishedSince(int64_t ms) {
   std::lock_guard lock(mu_);
   return QueryJobsLocked("WHERE finished_ms >= ?1", {std::to_string(ms)},

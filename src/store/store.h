@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -91,6 +92,8 @@ class Store {
   virtual Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) = 0;
   // Jobs not yet in a terminal state, by id.
   virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
+  // Number of jobs in each state.
+  virtual Result<std::map<std::string, int64_t>> CountJobsByState() = 0;
   // Jobs that finished at or after `ms` (for usage over a sliding window).
   virtual Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) = 0;
   virtual Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) = 0;
