@@ -32,6 +32,7 @@
 #include "src/server/api.h"
 #include "src/server/platform.h"
 #include "src/sim/charts.h"
+#include "src/sim/convert.h"
 #include "src/sim/engine.h"
 #include "src/sim/workload.h"
 #include "src/store/sqlite_store.h"
@@ -342,8 +343,11 @@ int Main(int argc, char** argv) {
   double sim_rate = 20;
   uint64_t sim_seed = 1;
   double sim_training = 0.6;
+  double sim_round_s = 0;
+  std::vector<std::string> sim_outages;
   CLI::App* sim_cmd = app.add_subcommand(
       "sim", "simulate the network on virtual time with the real scheduler (trace-driven)");
+  sim_cmd->require_subcommand(0, 1);
   sim_cmd->add_option("--topology", sim_topology, "topology file (default: the shipped one)");
   sim_cmd->add_option("--workload", sim_workload,
                       "workload CSV (docs/workload-format.md); without it a synthetic one");
@@ -360,7 +364,97 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1.0));
   sim_cmd->add_option("--out", sim_out,
                       "write report.txt, report.json, workload.csv and SVG charts here");
+  sim_cmd->add_option("--outage", sim_outages,
+                      "take a site out of service: SITE_ID,START_H,HOURS (repeatable)");
+  sim_cmd
+      ->add_option("--round-s", sim_round_s,
+                   "seconds of virtual time between scheduling rounds (default 0: a round at "
+                   "every event)")
+      ->check(CLI::Range(0.0, 86400.0));
+
+  // sim convert
+  std::string conv_format, conv_in, conv_out, conv_nodes, conv_residency = "anywhere";
+  std::vector<std::string> conv_sites;
+  sim::ConvertOptions conv;
+  CLI::App* convert_cmd = sim_cmd->add_subcommand(
+      "convert", "convert a public trace to cpn's workload CSV (docs/workload-format.md)");
+  convert_cmd
+      ->add_option("--format", conv_format,
+                   "alibaba-gpu-v2023 (openb pod list) or azure-llm-inference-2023")
+      ->required()
+      ->check(CLI::IsMember({"alibaba-gpu-v2023", "azure-llm-inference-2023"}));
+  convert_cmd->add_option("--in", conv_in, "the trace file")->required();
+  convert_cmd->add_option("--out", conv_out, "workload CSV to write (default: standard output)");
+  convert_cmd->add_option("--nodes", conv_nodes,
+                          "alibaba: openb_node_list_gpu_node.csv, for the cluster's mean card");
+  convert_cmd->add_option("--data-sites", conv_sites,
+                          "site ids the jobs' data live at, dealt in turn (default: bj-01, "
+                          "sh-01, sz-01)");
+  convert_cmd->add_option("--dataset-gb", conv.dataset_gb, "dataset size per job")
+      ->check(CLI::Range(0.0, 1e7));
+  convert_cmd->add_option("--residency", conv_residency, "anywhere, country, province or site");
+  convert_cmd->add_option("--model-params-b", conv.model_params_b,
+                          "azure: billions of parameters of the served model (default 70)")
+      ->check(CLI::Range(0.001, 1e5));
+  convert_cmd->add_option("--cards", conv.cards, "azure: cards per request (default 1)")
+      ->check(CLI::Range(int64_t{1}, kMaxCardsPerJob));
+  convert_cmd->callback([&] {
+    if (!conv_sites.empty()) conv.data_sites = conv_sites;
+    for (const auto& site : conv.data_sites) {
+      Status st = ValidateSiteId(site, "--data-sites");
+      if (!st.ok()) {
+        rc = Fail(st);
+        return;
+      }
+    }
+    auto residency = ParseResidency(conv_residency);
+    if (!residency.ok()) {
+      rc = Fail(residency.status().WithContext("--residency"));
+      return;
+    }
+    conv.residency = *residency;
+    auto text = ReadFile(conv_in);
+    if (!text.ok()) {
+      rc = Fail(text.status());
+      return;
+    }
+    sim::ConvertSummary summary;
+    Result<std::vector<sim::WorkloadJob>> jobs = InvalidArgument("unknown format");
+    if (conv_format == "alibaba-gpu-v2023") {
+      std::string nodes;
+      if (!conv_nodes.empty()) {
+        auto n = ReadFile(conv_nodes);
+        if (!n.ok()) {
+          rc = Fail(n.status());
+          return;
+        }
+        nodes = *n;
+      }
+      jobs = sim::ConvertAlibabaGpuPods(*text, conv_in, nodes, conv_nodes, conv, &summary);
+    } else {
+      jobs = sim::ConvertAzureLlmInference(*text, conv_in, conv, &summary);
+    }
+    if (!jobs.ok()) {
+      rc = Fail(jobs.status());
+      return;
+    }
+    std::string csv = sim::WorkloadToCsv(*jobs);
+    if (conv_out.empty()) {
+      std::cout << csv;
+    } else {
+      std::ofstream out(conv_out);
+      out << csv;
+      if (!out.good()) {
+        rc = Fail(Unavailable("cannot write " + conv_out));
+        return;
+      }
+    }
+    std::cerr << fmt::format("{} rows read, {} jobs written\n", summary.rows, summary.jobs);
+    for (const auto& note : summary.notes) std::cerr << "  " << note << "\n";
+  });
+
   sim_cmd->callback([&] {
+    if (convert_cmd->parsed()) return;
     auto catalog = Catalog::LoadDefault();
     if (!catalog.ok()) {
       rc = Fail(catalog.status());
@@ -407,6 +501,15 @@ int Main(int argc, char** argv) {
       sim::SimOptions opt;
       opt.policy = p->first;
       opt.baseline = p->second;
+      opt.round_s = sim_round_s;
+      for (const auto& text : sim_outages) {
+        auto o = sim::ParseOutage(text, *topo);
+        if (!o.ok()) {
+          rc = Fail(o.status());
+          return;
+        }
+        opt.outages.push_back(*o);
+      }
       runs.push_back(opt);
     }
     std::string text, json = "[";
@@ -432,13 +535,23 @@ int Main(int argc, char** argv) {
     if (!sim_out.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(sim_out, ec);
-      std::ofstream(sim_out + "/report.txt") << text;
-      std::ofstream(sim_out + "/report.json") << json << "\n";
-      std::ofstream(sim_out + "/workload.csv") << sim::WorkloadToCsv(jobs);
-      std::ofstream(sim_out + "/cost_vs_completion.svg") << sim::CostVsCompletionSvg(reports);
-      std::ofstream(sim_out + "/utilisation.svg") << sim::UtilisationSvg(reports);
-      if (!std::ofstream(sim_out + "/report.txt").good()) {
-        rc = Fail(Unavailable("cannot write to " + sim_out));
+      std::vector<std::pair<std::string, std::string>> files = {
+          {"report.txt", text},
+          {"report.json", json + "\n"},
+          {"workload.csv", sim::WorkloadToCsv(jobs)},
+          {"cost_vs_completion.svg", sim::CostVsCompletionSvg(reports)},
+          {"utilisation.svg", sim::UtilisationSvg(reports)}};
+      for (const auto& r : reports) {
+        files.push_back({"utilisation_over_time_" + r.policy + ".svg",
+                         sim::UtilisationOverTimeSvg(r)});
+      }
+      for (const auto& [name, body] : files) {
+        std::ofstream out(sim_out + "/" + name);
+        out << body;
+        if (!out.good()) {
+          rc = Fail(Unavailable("cannot write " + sim_out + "/" + name));
+          return;
+        }
       }
     }
   });

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "src/core/data_dir.h"
 #include "src/core/ids.h"
@@ -148,7 +149,37 @@ Result<Topology> Topology::FromJson(const Json& doc, const std::string& what,
   const Json* links = r.Array("links");
   const Json* intra = r.Object("intra_area_link");
   const Json* dflt = r.Object("default_link");
+  const Json* diurnal = r.Object("diurnal", false);
   CPN_RETURN_IF_ERROR(r.Finish());
+  if (diurnal != nullptr) {
+    for (const auto& [area, curve] : diurnal->items()) {
+      std::string path = fmt::format("{}.diurnal.{}", what, area);
+      if (area != "default" && !IsValidLabel(area)) {
+        return InvalidArgument(path + ": expected an area label of [a-z0-9-] or 'default'");
+      }
+      FieldReader cr(curve, path);
+      const Json* tariff = cr.Array("tariff_factor");
+      const Json* carbon = cr.Array("carbon_factor");
+      CPN_RETURN_IF_ERROR(cr.Finish());
+      DiurnalCurve c;
+      for (auto [name, arr, out] : {std::tuple{"tariff_factor", tariff, &c.tariff_factor},
+                                    std::tuple{"carbon_factor", carbon, &c.carbon_factor}}) {
+        if (arr->size() != 24) {
+          return InvalidArgument(fmt::format("{}.{}: expected 24 hourly factors, got {}", path,
+                                             name, arr->size()));
+        }
+        for (size_t h = 0; h < 24; ++h) {
+          const Json& v = (*arr)[h];
+          if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 10) {
+            return InvalidArgument(fmt::format("{}.{}[{}]: expected a number between 0 and 10",
+                                               path, name, h));
+          }
+          (*out)[h] = v.get<double>();
+        }
+      }
+      t.diurnal_[area] = c;
+    }
+  }
   std::set<std::string> ids;
   for (size_t i = 0; i < sites->size(); ++i) {
     auto s = SiteFromJson((*sites)[i], fmt::format("{}.sites[{}]", what, i), catalog);
@@ -198,6 +229,13 @@ Topology Topology::Make(std::vector<Site> sites, std::vector<Link> links, Link i
   t.intra_area_ = intra_area;
   t.default_link_ = default_link;
   return t;
+}
+
+const DiurnalCurve& Topology::Diurnal(const std::string& area) const {
+  static const DiurnalCurve kFlat;
+  auto it = diurnal_.find(area);
+  if (it == diurnal_.end()) it = diurnal_.find("default");
+  return it == diurnal_.end() ? kFlat : it->second;
 }
 
 const Site* Topology::FindSite(std::string_view id) const {

@@ -9,6 +9,8 @@
 // the API. Plain values; a Topology is immutable once built and shareable.
 #pragma once
 
+#include <array>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,20 @@ struct Link {
   double cny_per_gb = 0.1;
 };
 
+// How electricity price and grid carbon intensity swing over a day in one
+// region, as factors on the site's mean figures, one per hour of local time
+// (hour 0 = midnight). Time-of-use tariffs make nights cheap; solar makes
+// western noon grids cleaner. Used by the simulator; the server prices with
+// the mean figures.
+struct DiurnalCurve {
+  std::array<double, 24> tariff_factor;
+  std::array<double, 24> carbon_factor;
+  DiurnalCurve() {
+    tariff_factor.fill(1.0);
+    carbon_factor.fill(1.0);
+  }
+};
+
 // Parses a site; pools must name accelerators in `catalog`.
 Result<Site> SiteFromJson(const Json& j, const std::string& path, const Catalog& catalog);
 Json SiteToJson(const Site& s);
@@ -74,12 +90,16 @@ class Topology {
                        Link default_link);
   const Link& intra_area() const { return intra_area_; }
   const Link& default_link() const { return default_link_; }
+  // The area's daily curve, else the file's "default" one, else flat.
+  const DiurnalCurve& Diurnal(const std::string& area) const;
+  bool has_diurnal() const { return !diurnal_.empty(); }
 
  private:
   std::vector<Site> sites_;
   std::vector<Link> links_;
   Link intra_area_{"", "", 2, 100, 0};
   Link default_link_{"", "", 25, 10, 0.1};
+  std::map<std::string, DiurnalCurve> diurnal_;  // by area, or "default"
 };
 
 Status ValidateJurisdiction(const std::string& j, const std::string& path);

@@ -115,4 +115,47 @@ std::string UtilisationSvg(const std::vector<SimReport>& reports) {
   return svg + "</svg>\n";
 }
 
+std::string UtilisationOverTimeSvg(const SimReport& r) {
+  const double w = 760, h = 400, left = 60, right = 120, top = 40, bottom = 50;
+  size_t buckets = 0;
+  for (const auto& series : r.utilisation_over_time) buckets = std::max(buckets, series.size());
+  const double span_h =
+      std::max(1.0, static_cast<double>(buckets) * r.utilisation_bucket_s / 3600.0);
+  auto x = [&](double hours) { return left + hours / span_h * (w - left - right); };
+  auto y = [&](double u) { return h - bottom - std::min(u, 1.0) * (h - top - bottom); };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"sans-serif\" font-size=\"12\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+      "<text x=\"{}\" y=\"22\" font-size=\"15\">Utilisation per hub over time: {}</text>\n"
+      "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n"
+      "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n"
+      "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">time (h)</text>\n",
+      w, h, left, Escape(r.policy), left, h - bottom, w - right, h - bottom, left, top, left,
+      h - bottom, (left + w - right) / 2, h - 12);
+  for (int i = 0; i <= 4; ++i) {
+    svg += fmt::format(
+        "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}%</text>\n"
+        "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n",
+        left - 6, y(i / 4.0) + 4, i * 25, x(span_h * i / 4), h - bottom + 16, span_h * i / 4);
+  }
+  for (size_t a = 0; a < r.utilisation_over_time.size() && a < r.utilisation_by_area.size();
+       ++a) {
+    const auto& series = r.utilisation_over_time[a];
+    std::string points;
+    for (size_t b = 0; b < series.size(); ++b) {
+      double mid_h = (static_cast<double>(b) + 0.5) * r.utilisation_bucket_s / 3600.0;
+      points += fmt::format("{:.1f},{:.1f} ", x(mid_h), y(series[b]));
+    }
+    svg += fmt::format(
+        "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>\n"
+        "<rect x=\"{:.0f}\" y=\"{:.0f}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n"
+        "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
+        kColours[a % 8], points, w - right + 10, top + 16.0 * static_cast<double>(a),
+        kColours[a % 8], w - right + 28, top + 16.0 * static_cast<double>(a) + 10,
+        Escape(r.utilisation_by_area[a].first));
+  }
+  return svg + "</svg>\n";
+}
+
 }  // namespace cpn::sim

@@ -12,5 +12,7 @@ namespace cpn::sim {
 std::string CostVsCompletionSvg(const std::vector<SimReport>& reports);
 // Utilisation per hub, one group of bars per hub, one bar per policy.
 std::string UtilisationSvg(const std::vector<SimReport>& reports);
+// Utilisation of each hub over time under one policy, a line per hub.
+std::string UtilisationOverTimeSvg(const SimReport& report);
 
 }  // namespace cpn::sim

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <random>
 
 #include "src/sim/charts.h"
@@ -48,21 +49,23 @@ std::vector<WorkloadJob> MMc(double lambda_per_h, double mu_per_h, int64_t n, ui
 
 TEST(Simulator, MeanWaitMatchesErlangC) {
   // One pool of c cards, Poisson arrivals, exponential run times, one card per
-  // job: an M/M/c queue. The Erlang C mean wait must fall inside the 99%
-  // confidence interval of the simulated mean (batch means, 30 batches after a
-  // warm-up), and that interval must be tight.
+  // job: an M/M/c queue. The simulated mean wait must be within 3% of Erlang
+  // C, the formula must fall inside the simulation's 99% confidence interval
+  // (batch means, 30 batches after a warm-up), and that interval must be
+  // tighter than the 3% being checked. c = 2 at 50% load over a million jobs
+  // gives an interval of about +-2%.
   Catalog catalog = cpn::testing::TestCatalog();
-  const int c = 4;
-  const double mu = 1.0, lambda = 0.6 * c * mu;
+  const int c = 2;
+  const double mu = 1.0, lambda = 0.5 * c * mu;
   Topology topo = OneSite(catalog, c);
-  const int64_t n = 200'000;
+  const int64_t n = 1'000'000;
   auto jobs = MMc(lambda, mu, n, 42);
   SimOptions opt;
   opt.record_waits = true;
   SimReport r = Simulate(catalog, topo, jobs, opt);
   ASSERT_EQ(r.done, n);
   EXPECT_EQ(r.residency_violations, 0);
-  const size_t warmup = 2'000, batches = 30;
+  const size_t warmup = 10'000, batches = 30;
   const size_t per = (static_cast<size_t>(n) - warmup) / batches;
   std::vector<double> means;
   for (size_t b = 0; b < batches; ++b) {
@@ -75,9 +78,14 @@ TEST(Simulator, MeanWaitMatchesErlangC) {
   for (double m : means) var += (m - mean) * (m - mean) / (batches - 1);
   double half = 2.756 * std::sqrt(var / batches);  // t(0.995, 29)
   double theory = ErlangCMeanWait(c, lambda, mu);
+  std::cout << fmt::format("M/M/{} at load 0.5, {} jobs: simulated mean wait {:.5f} h +- {:.5f} "
+                           "(99%), Erlang C {:.5f} h, difference {:+.2f}%\n",
+                           c, n, mean, half, theory, 100 * (mean - theory) / theory);
+  EXPECT_LT(std::fabs(mean - theory) / theory, 0.03)
+      << "simulated " << mean << " h, Erlang C " << theory << " h";
   EXPECT_LT(std::fabs(mean - theory), half)
       << "simulated " << mean << " h +- " << half << ", Erlang C " << theory << " h";
-  EXPECT_LT(half / theory, 0.08) << "confidence interval too wide to be a check";
+  EXPECT_LT(half / theory, 0.025) << "confidence interval too wide to be a check";
 }
 
 TEST(Simulator, SameInputSameReport) {
@@ -169,7 +177,7 @@ TEST(Workload, CsvRoundTripsAndNamesTheBadLine) {
   EXPECT_EQ(WorkloadToCsv(*back), csv);
 
   std::string bad = csv;
-  bad.insert(bad.find('\n') + 1, "0,t,training,,1,-4,60,cpn:cn.bj/acme/bj-1,0,anywhere,\n");
+  bad.insert(bad.find('\n') + 1, "0,t,training,,1,-4,60,cpn:cn.bj/acme/bj-1,0,anywhere,,\n");
   auto r = ParseWorkloadCsv(bad, "w.csv", catalog);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("w.csv:2: cards: expected a number between 1"),
@@ -180,7 +188,7 @@ TEST(Workload, CsvRoundTripsAndNamesTheBadLine) {
   EXPECT_NE(r.status().message().find("x.csv:1: the first line must be the header"),
             std::string::npos);
   r = ParseWorkloadCsv(std::string(kWorkloadHeader) +
-                           "\n1,t,training,warp-9,1,1,60,cpn:cn.bj/acme/bj-1,0,anywhere,\n",
+                           "\n1,t,training,warp-9,1,1,60,cpn:cn.bj/acme/bj-1,0,anywhere,,\n",
                        "y.csv", catalog);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("y.csv:2: accelerator: unknown accelerator 'warp-9'"),

@@ -13,7 +13,7 @@ namespace cpn::sim {
 
 const char* const kWorkloadHeader =
     "arrival_s,tenant,class,accelerator,fp16_eflop,cards,duration_s,dataset_site,dataset_gb,"
-    "residency,deadline_h";
+    "residency,deadline_h,accelerator_fp16_tflops";
 
 namespace {
 
@@ -50,14 +50,17 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
   std::istringstream in(text);
   std::string line;
   int64_t line_no = 0;
-  const std::vector<std::string> header = SplitCsvLine(kWorkloadHeader);
+  std::vector<std::string> header = SplitCsvLine(kWorkloadHeader);
+  const std::vector<std::string> short_header(header.begin(), header.end() - 1);
   double last_arrival = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (line.empty() || line[0] == '#') continue;
     auto cells = SplitCsvLine(line);
-    if (line_no == 1 || (jobs.empty() && cells == header)) {
-      if (cells != header) {
+    if (line_no == 1 || (jobs.empty() && (cells == header || cells == short_header))) {
+      if (cells == short_header) {
+        header = short_header;
+      } else if (cells != header) {
         return InvalidArgument(fmt::format("{}:{}: the first line must be the header: {}", what,
                                            line_no, kWorkloadHeader));
       }
@@ -85,7 +88,21 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
     s.job_class = *cls;
     s.accelerator = cells[3];
     if (!s.accelerator.empty() && catalog.Find(s.accelerator) == nullptr) {
-      return InvalidArgument(at(3) + ": unknown accelerator '" + s.accelerator + "'");
+      // A card the catalog lacks is mapped by FP16 capacity, if the trace says
+      // what that capacity is.
+      if (header.size() < 12 || cells[11].empty()) {
+        return InvalidArgument(at(3) + ": unknown accelerator '" + s.accelerator +
+                               "' (not in the catalog; give its FP16 TFLOPS per card in "
+                               "accelerator_fp16_tflops to map it by capacity)");
+      }
+      auto tflops = Number(cells[11], at(11), 0.001, 1e6);
+      if (!tflops.ok()) return tflops.status();
+      j.mapped_from = s.accelerator;
+      j.ref_fp16_tflops = *tflops;
+      s.accelerator.clear();
+    } else if (header.size() == 12 && !cells[11].empty()) {
+      auto tflops = Number(cells[11], at(11), 0.001, 1e6);
+      if (!tflops.ok()) return tflops.status();  // checked, though the catalog's figure rules
     }
     auto cards = Number(cells[5], at(5), 1, kMaxCardsPerJob);
     if (!cards.ok()) return cards.status();
@@ -95,7 +112,10 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
     auto duration = Number(cells[6], at(6), 1e-3, 1e9);
     if (!duration.ok()) return duration.status();
     j.duration_s = *duration;
-    if (cells[4].empty()) {
+    if (cells[4].empty() && !j.mapped_from.empty()) {
+      s.work_fp16_eflop = static_cast<double>(s.cards) * j.ref_fp16_tflops * 1e12 *
+                          AcceleratorModel{}.efficiency(s.job_class) * j.duration_s / 1e18;
+    } else if (cells[4].empty()) {
       // No work given: what the duration means on the named (or an A800) card.
       const AcceleratorModel* m =
           catalog.Find(s.accelerator.empty() ? "nvidia-a800-sxm" : s.accelerator);
@@ -139,10 +159,13 @@ std::string WorkloadToCsv(const std::vector<WorkloadJob>& jobs) {
   std::string out = std::string(kWorkloadHeader) + "\n";
   for (const auto& j : jobs) {
     const JobSpec& s = j.spec;
-    out += fmt::format("{:.3f},{},{},{},{:.6g},{},{:.3f},{},{:.6g},{},{}\n", j.arrival_s, s.tenant,
-                       JobClassName(s.job_class), s.accelerator, s.work_fp16_eflop, s.cards,
-                       j.duration_s, s.dataset_site, s.dataset_gb, ResidencyName(s.residency),
-                       s.deadline_h ? fmt::format("{:.3f}", *s.deadline_h) : std::string());
+    bool mapped = !j.mapped_from.empty();
+    out += fmt::format("{:.3f},{},{},{},{:.6g},{},{:.3f},{},{:.6g},{},{},{}\n", j.arrival_s,
+                       s.tenant, JobClassName(s.job_class), mapped ? j.mapped_from : s.accelerator,
+                       s.work_fp16_eflop, s.cards, j.duration_s, s.dataset_site, s.dataset_gb,
+                       ResidencyName(s.residency),
+                       s.deadline_h ? fmt::format("{:.3f}", *s.deadline_h) : std::string(),
+                       mapped ? fmt::format("{:.6g}", j.ref_fp16_tflops) : std::string());
   }
   return out;
 }

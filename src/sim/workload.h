@@ -18,9 +18,15 @@ struct WorkloadJob {
   double arrival_s = 0;
   JobSpec spec;           // resources, work, dataset, residency, deadline, policy
   double duration_s = 0;  // how long it really runs once started (may differ from the estimate)
+  // Set when the trace named a card the catalog lacks: its name and FP16
+  // TFLOPS per card. The job then runs on any card with its FP16 work, and
+  // its duration is scaled from that card's capacity.
+  std::string mapped_from;
+  double ref_fp16_tflops = 0;
 };
 
-// Header line of the CSV format, in column order.
+// Header line of the CSV format, in column order. Files with the first eleven
+// columns only (no accelerator_fp16_tflops) are read too.
 extern const char* const kWorkloadHeader;
 
 // Parses CSV text; `what` names the source in messages ("trace.csv:12: ...").
