@@ -393,8 +393,9 @@ int Main(int argc, char** argv) {
   convert_cmd->add_option("--dataset-gb", conv.dataset_gb, "dataset size per job")
       ->check(CLI::Range(0.0, 1e7));
   convert_cmd->add_option("--residency", conv_residency, "anywhere, country, province or site");
-  convert_cmd->add_option("--model-params-b", conv.model_params_b,
-                          "azure: billions of parameters of the served model (default 70)")
+  convert_cmd
+      ->add_option("--model-params-b", conv.model_params_b,
+                   "azure: billions of parameters of the served model (default 70)")
       ->check(CLI::Range(0.001, 1e5));
   convert_cmd->add_option("--cards", conv.cards, "azure: cards per request (default 1)")
       ->check(CLI::Range(int64_t{1}, kMaxCardsPerJob));
@@ -542,8 +543,8 @@ int Main(int argc, char** argv) {
           {"cost_vs_completion.svg", sim::CostVsCompletionSvg(reports)},
           {"utilisation.svg", sim::UtilisationSvg(reports)}};
       for (const auto& r : reports) {
-        files.push_back({"utilisation_over_time_" + r.policy + ".svg",
-                         sim::UtilisationOverTimeSvg(r)});
+        files.push_back(
+            {"utilisation_over_time_" + r.policy + ".svg", sim::UtilisationOverTimeSvg(r)});
       }
       for (const auto& [name, body] : files) {
         std::ofstream out(sim_out + "/" + name);

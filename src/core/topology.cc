@@ -113,6 +113,7 @@ Json SiteToJson(const Site& s) {
 
 Json LinkToJson(const Link& l) {
   Json j{{"rtt_ms", l.rtt_ms}, {"bandwidth_gbps", l.bandwidth_gbps}, {"cny_per_gb", l.cny_per_gb}};
+  if (l.capacity_gbps > 0) j["capacity_gbps"] = l.capacity_gbps;
   if (!l.a.empty()) {
     j["a"] = l.a;
     j["b"] = l.b;
@@ -131,6 +132,10 @@ Result<Link> LinkFromJson(const Json& j, const std::string& path, bool with_ends
   }
   r.Number("rtt_ms", &l.rtt_ms, 0, 10'000);
   r.Number("bandwidth_gbps", &l.bandwidth_gbps, 0.001, 100'000);
+  r.Number("capacity_gbps", &l.capacity_gbps, 0.001, 10'000'000, false);
+  if (r.ok() && l.capacity_gbps > 0 && l.capacity_gbps < l.bandwidth_gbps) {
+    r.FailField("capacity_gbps", "must be at least bandwidth_gbps (one transfer's share)");
+  }
   r.Number("cny_per_gb", &l.cny_per_gb, 0, 100);
   CPN_RETURN_IF_ERROR(r.Finish());
   return l;
@@ -165,14 +170,14 @@ Result<Topology> Topology::FromJson(const Json& doc, const std::string& what,
       for (auto [name, arr, out] : {std::tuple{"tariff_factor", tariff, &c.tariff_factor},
                                     std::tuple{"carbon_factor", carbon, &c.carbon_factor}}) {
         if (arr->size() != 24) {
-          return InvalidArgument(fmt::format("{}.{}: expected 24 hourly factors, got {}", path,
-                                             name, arr->size()));
+          return InvalidArgument(
+              fmt::format("{}.{}: expected 24 hourly factors, got {}", path, name, arr->size()));
         }
         for (size_t h = 0; h < 24; ++h) {
           const Json& v = (*arr)[h];
           if (!v.is_number() || v.get<double>() < 0 || v.get<double>() > 10) {
-            return InvalidArgument(fmt::format("{}.{}[{}]: expected a number between 0 and 10",
-                                               path, name, h));
+            return InvalidArgument(
+                fmt::format("{}.{}[{}]: expected a number between 0 and 10", path, name, h));
           }
           (*out)[h] = v.get<double>();
         }

@@ -48,7 +48,11 @@ struct Site {
 struct Link {
   std::string a, b;  // areas
   double rtt_ms = 20;
-  double bandwidth_gbps = 10;
+  double bandwidth_gbps = 10;  // what one transfer achieves
+  // What all of cpn's concurrent transfers on the link share (0: one
+  // transfer's bandwidth). The simulator gives each of n transfers
+  // min(bandwidth_gbps, capacity_gbps / n).
+  double capacity_gbps = 0;
   double cny_per_gb = 0.1;
 };
 

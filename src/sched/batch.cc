@@ -243,11 +243,12 @@ void BatchScheduler::Rank(const BatchJob& job, const BatchOptions& o, std::vecto
   };
   float best = metric(evals[0]);
   for (const Eval& e : evals) best = std::min(best, metric(e));
+  const float limit = RelativeCostLimit(o, job);
   for (const Eval& e : evals) {
     float m = metric(e);
     // Greenest compares carbon + 1 kg so that zero-carbon sites do not divide by zero.
     float r = job.policy == Policy::kGreenest ? (m + 1) / (best + 1) : m / best;
-    if (r <= o.max_relative_cost) out->push_back({e.pool, r, m, e.run_h});
+    if (r <= limit) out->push_back({e.pool, r, m, e.run_h});
   }
   auto better = [](const Candidate& a, const Candidate& b) {
     return a.r != b.r ? a.r < b.r : a.pool < b.pool;
@@ -267,9 +268,14 @@ std::vector<BatchScheduler::Candidate> BatchScheduler::FeasiblePools(const Batch
   t.Build(in);
   std::vector<Eval> evals;
   std::vector<Candidate> out;
-  Evaluate(in, t, j, 0, o.max_relative_cost, &evals);
+  Evaluate(in, t, j, 0, RelativeCostLimit(o, in.jobs[j]), &evals);
   Rank(in.jobs[j], o, evals, 0, &out);
   return out;
+}
+
+float BatchScheduler::RelativeCostLimit(const BatchOptions& o, const BatchJob& job) {
+  float relaxed = o.max_relative_cost + o.relax_per_waited_h * std::max(0.0f, job.waited_h);
+  return std::max(o.max_relative_cost, std::min(relaxed, o.max_relative_cost_aged));
 }
 
 bool BatchScheduler::Allowed(uint32_t pool, const BatchJob& job, float time_h) const {
@@ -296,18 +302,55 @@ void BatchScheduler::Place(size_t j, const Candidate& c, const BatchJob& job, Jo
   releases_.push_back({c.pool, c.run_h, job.cards});
 }
 
-float BatchScheduler::StartTime(uint32_t pool, int32_t cards, int32_t* spare) const {
-  std::vector<std::pair<float, int32_t>> ends;
-  for (const Release& r : releases_) {
-    if (r.pool == pool && r.cards > 0) ends.push_back({r.end_h, r.cards});
+void BatchScheduler::IndexReleases() {
+  {
+    // Counting sort of the running jobs' releases by pool, then by end time.
+    const size_t P = free_.size();
+    release_begin_.assign(P + 1, 0);
+    for (size_t r = 0; r < running_releases_; ++r) release_begin_[releases_[r].pool + 1]++;
+    for (size_t p = 0; p < P; ++p) release_begin_[p + 1] += release_begin_[p];
+    release_order_.resize(running_releases_);
+    std::vector<uint32_t> next(release_begin_.begin(), release_begin_.end() - 1);
+    for (size_t r = 0; r < running_releases_; ++r) {
+      release_order_[next[releases_[r].pool]++] = static_cast<uint32_t>(r);
+    }
+    for (size_t p = 0; p < P; ++p) {
+      std::sort(release_order_.begin() + release_begin_[p],
+                release_order_.begin() + release_begin_[p + 1], [&](uint32_t a, uint32_t b) {
+                  return releases_[a].end_h != releases_[b].end_h
+                             ? releases_[a].end_h < releases_[b].end_h
+                             : a < b;
+                });
+    }
+    releases_indexed_ = true;
   }
-  std::sort(ends.begin(), ends.end());
+}
+
+float BatchScheduler::StartTime(uint32_t pool, int32_t cards, int32_t* spare) {
+  if (!releases_indexed_) IndexReleases();
+  // This round's placements on the pool (few), merged with the running ones.
+  ends_.clear();
+  for (size_t r = running_releases_; r < releases_.size(); ++r) {
+    if (releases_[r].pool == pool && releases_[r].cards > 0) {
+      ends_.push_back({releases_[r].end_h, releases_[r].cards});
+    }
+  }
+  std::sort(ends_.begin(), ends_.end());
   int32_t free = free_[pool];
   float t = 0;
-  for (const auto& [end, n] : ends) {
-    if (free >= cards) break;
-    free += n;
-    t = end;
+  size_t a = release_begin_[pool], a_end = release_begin_[pool + 1], b = 0;
+  while (free < cards && (a < a_end || b < ends_.size())) {
+    const Release* ra = a < a_end ? &releases_[release_order_[a]] : nullptr;
+    if (ra != nullptr && (b >= ends_.size() || ra->end_h <= ends_[b].first)) {
+      ++a;
+      if (ra->cards <= 0) continue;  // preempted this round
+      free += ra->cards;
+      t = ra->end_h;
+    } else {
+      free += ends_[b].second;
+      t = ends_[b].first;
+      ++b;
+    }
   }
   *spare = std::max(0, free - cards);
   return free >= cards ? t : kNoLimit;
@@ -331,12 +374,14 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
   for (size_t p = 0; p < P; ++p) free_[p] = in.pools[p].available ? in.pools[p].free_cards : 0;
   releases_.clear();
   for (const RunningJob& r : in.running) releases_.push_back({r.pool, r.ends_in_h, r.cards});
+  running_releases_ = releases_.size();
+  releases_indexed_ = false;
   preempted_.assign(in.running.size(), 0);
   table_.Build(in);
 
   // 1. Each job's K best pools, ignoring load.
   for (size_t j = 0; j < J; ++j) {
-    Evaluate(in, table_, j, K, options_.max_relative_cost, &evals_);
+    Evaluate(in, table_, j, K, RelativeCostLimit(options_, in.jobs[j]), &evals_);
     Rank(in.jobs[j], options_, evals_, K, &ranked_);
     size_t n = std::min(K, ranked_.size());
     std::copy(ranked_.begin(), ranked_.begin() + static_cast<std::ptrdiff_t>(n),
@@ -476,7 +521,9 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
         if (!std::isinf(res_start_[p])) continue;
         std::vector<size_t> victims;
         int32_t reclaimable = 0;
-        for (size_t r = 0; r < in.running.size(); ++r) {
+        if (!releases_indexed_) IndexReleases();
+        for (uint32_t k = release_begin_[p]; k < release_begin_[p + 1]; ++k) {
+          const size_t r = release_order_[k];
           const RunningJob& rj = in.running[r];
           if (rj.pool == p && rj.preemptible && rj.priority < job.priority && !preempted_[r]) {
             victims.push_back(r);
@@ -524,7 +571,7 @@ const PlacementPlan& BatchScheduler::Schedule(const BatchInput& in) {
       // 0, and always once the job has waited an hour, so no fitting job waits
       // forever).
       size_t deeper = job.waited_h >= 1.0f ? 0 : static_cast<size_t>(options_.fallback_depth);
-      Evaluate(in, table_, j, deeper, options_.max_relative_cost, &evals_);
+      Evaluate(in, table_, j, deeper, RelativeCostLimit(options_, job), &evals_);
       Rank(job, options_, evals_, deeper, &ranked_);
       size_t limit = deeper == 0 ? ranked_.size() : std::min(deeper, ranked_.size());
       for (size_t i = K; i < limit && chosen == nullptr; ++i) {

@@ -129,6 +129,11 @@ struct BatchOptions {
   int price_iterations = 30;
   float price_step = 0.01f;  // first step, per card; then step / round
   float max_relative_cost = 3.0f;
+  // A job that has waited accepts worse pools: its limit grows by this much
+  // per hour waited, up to max_relative_cost_aged, so a job whose good pools
+  // stay full runs elsewhere rather than waiting without end.
+  float relax_per_waited_h = 1.0f;
+  float max_relative_cost_aged = 10.0f;
   float unplaced_penalty = 4.0f;
   int max_reservations = 64;
   // Jobs that have waited this long are placed oldest first, before the
@@ -178,7 +183,9 @@ class BatchScheduler {
     float metric;
     float run_h;
   };
-  // Every pool that fits job `j` (ignoring load) with r <= max_relative_cost,
+  // The relative-cost limit for a job, given how long it has waited.
+  static float RelativeCostLimit(const BatchOptions& o, const BatchJob& job);
+  // Every pool that fits job `j` (ignoring load) with r <= its limit,
   // best first. Used by the LP bound and tests; allocates.
   static std::vector<Candidate> FeasiblePools(const BatchInput& in, const BatchOptions& o,
                                               size_t j);
@@ -218,7 +225,8 @@ class BatchScheduler {
   // (if any) is not delayed. Take() then claims any spare cards it used.
   bool Allowed(uint32_t pool, const BatchJob& job, float time_h) const;
   void Take(uint32_t pool, const BatchJob& job, float time_h);
-  float StartTime(uint32_t pool, int32_t cards, int32_t* spare) const;
+  float StartTime(uint32_t pool, int32_t cards, int32_t* spare);
+  void IndexReleases();
   void Place(size_t j, const Candidate& c, const BatchJob& job, JobOutcome outcome);
 
   BatchOptions options_;
@@ -231,6 +239,12 @@ class BatchScheduler {
     int32_t cards;
   };
   std::vector<Release> releases_;  // running jobs and this round's placements
+  // Running jobs' releases by pool, soonest first (CSR into releases_), built
+  // on the round's first reservation; this round's placements come after.
+  bool releases_indexed_ = false;
+  size_t running_releases_ = 0;
+  std::vector<uint32_t> release_begin_, release_order_;
+  std::vector<std::pair<float, int32_t>> ends_;
   std::vector<uint8_t> preempted_;
   PoolTable table_;
   std::vector<float> price_;  // per pool, per card: the capacity's shadow price

@@ -139,8 +139,7 @@ std::string UtilisationOverTimeSvg(const SimReport& r) {
         "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.0f}</text>\n",
         left - 6, y(i / 4.0) + 4, i * 25, x(span_h * i / 4), h - bottom + 16, span_h * i / 4);
   }
-  for (size_t a = 0; a < r.utilisation_over_time.size() && a < r.utilisation_by_area.size();
-       ++a) {
+  for (size_t a = 0; a < r.utilisation_over_time.size() && a < r.utilisation_by_area.size(); ++a) {
     const auto& series = r.utilisation_over_time[a];
     std::string points;
     for (size_t b = 0; b < series.size(); ++b) {

@@ -50,17 +50,16 @@ Status ForEachRow(const std::string& text, const std::string& what,
     if (n == 1) {
       if (!line.empty() && static_cast<unsigned char>(line[0]) == 0xEF) line.erase(0, 3);  // BOM
       if (Split(line) != header) {
-        return InvalidArgument(
-            fmt::format("{}:1: expected the header '{}', got '{}'", what, joined,
-                        line.substr(0, 120)));
+        return InvalidArgument(fmt::format("{}:1: expected the header '{}', got '{}'", what, joined,
+                                           line.substr(0, 120)));
       }
       continue;
     }
     if (line.empty() || line == "\r") continue;
     auto cells = Split(line);
     if (cells.size() != header.size()) {
-      return InvalidArgument(fmt::format("{}:{}: expected {} columns, got {}", what, n,
-                                         header.size(), cells.size()));
+      return InvalidArgument(
+          fmt::format("{}:{}: expected {} columns, got {}", what, n, header.size(), cells.size()));
     }
     auto where = [&, n](size_t col) { return fmt::format("{}:{}: {}", what, n, header[col]); };
     CPN_RETURN_IF_ERROR(row(cells, where));
@@ -95,8 +94,7 @@ bool ParseTimestamp(const std::string& s, double* out) {
   int y = 0, mo = 0, d = 0, h = 0, mi = 0;
   double sec = 0;
   char tail = 0;
-  if (std::sscanf(s.c_str(), "%4d-%2d-%2d %2d:%2d:%lf%c", &y, &mo, &d, &h, &mi, &sec, &tail) !=
-      6) {
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2d %2d:%2d:%lf%c", &y, &mo, &d, &h, &mi, &sec, &tail) != 6) {
     return false;
   }
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec < 0 || sec >= 61) {
@@ -131,12 +129,9 @@ WorkloadJob MakeJob(double arrival_s, const std::string& tenant, JobClass cls, i
 
 }  // namespace
 
-Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(const std::string& pods,
-                                                       const std::string& what,
-                                                       const std::string& nodes,
-                                                       const std::string& nodes_what,
-                                                       const ConvertOptions& o,
-                                                       ConvertSummary* summary) {
+Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(
+    const std::string& pods, const std::string& what, const std::string& nodes,
+    const std::string& nodes_what, const ConvertOptions& o, ConvertSummary* summary) {
   if (o.data_sites.empty()) return InvalidArgument("at least one data site is needed");
   // The reference card of pods that name no GPU type.
   double ref_tflops = 65;
@@ -220,11 +215,12 @@ Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(const std::string& pods,
                        : qos == "BE" ? JobClass::kBatch
                                      : JobClass::kTraining;
         std::string tenant = "alibaba-";
-        for (char ch : qos) tenant += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        for (char ch : qos)
+          tenant += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
         if (qos.empty()) tenant += "unknown";
-        rows.push_back({*created, MakeJob(*created, tenant, cls, static_cast<int64_t>(*num_gpu),
-                                          *deleted - *scheduled, card, tflops, share, o,
-                                          rows.size())});
+        rows.push_back(
+            {*created, MakeJob(*created, tenant, cls, static_cast<int64_t>(*num_gpu),
+                               *deleted - *scheduled, card, tflops, share, o, rows.size())});
         return Status::Ok();
       });
   CPN_RETURN_IF_ERROR(s);
@@ -238,13 +234,13 @@ Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(const std::string& pods,
     summary->rows = data_rows;
     summary->jobs = static_cast<int64_t>(jobs.size());
     summary->notes = notes;
-    summary->notes.push_back(fmt::format("skipped {} CPU-only pods and {} pods that never ran",
-                                         cpu_only, never_ran));
+    summary->notes.push_back(
+        fmt::format("skipped {} CPU-only pods and {} pods that never ran", cpu_only, never_ran));
     summary->notes.push_back(fmt::format(
         "{} GPU-sharing pods (gpu_milli < 1000) take a whole card and keep their lifetime",
         fractional));
-    summary->notes.push_back(fmt::format("data homes dealt in turn to {} site(s)",
-                                         o.data_sites.size()));
+    summary->notes.push_back(
+        fmt::format("data homes dealt in turn to {} site(s)", o.data_sites.size()));
   }
   return jobs;
 }
@@ -294,9 +290,10 @@ Result<std::vector<WorkloadJob>> ConvertAzureLlmInference(const std::string& tex
         "inference efficiency ({:g}); decode's memory-bound time is not modelled",
         o.cards, o.model_params_b, o.ref_fp16_tflops,
         AcceleratorModel{}.efficiency(JobClass::kInference)));
-    summary->notes.push_back(fmt::format("{:.0f} s of requests; data homes dealt in turn to {} "
-                                         "site(s)",
-                                         last - first, o.data_sites.size()));
+    summary->notes.push_back(
+        fmt::format("{:.0f} s of requests; data homes dealt in turn to {} "
+                    "site(s)",
+                    last - first, o.data_sites.size()));
   }
   return jobs;
 }

@@ -36,12 +36,9 @@ struct ConvertSummary {
 // Alibaba cluster-trace-gpu-v2023 pod list (openb_pod_list_*.csv). `nodes`
 // (openb_node_list_gpu_node.csv text, may be empty) sets the reference card
 // of pods without a GPU type: the cluster's GPU-weighted mean capacity.
-Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(const std::string& pods,
-                                                       const std::string& what,
-                                                       const std::string& nodes,
-                                                       const std::string& nodes_what,
-                                                       const ConvertOptions& o,
-                                                       ConvertSummary* summary);
+Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(
+    const std::string& pods, const std::string& what, const std::string& nodes,
+    const std::string& nodes_what, const ConvertOptions& o, ConvertSummary* summary);
 
 // Azure LLM inference trace 2023 (TIMESTAMP, ContextTokens, GeneratedTokens).
 Result<std::vector<WorkloadJob>> ConvertAzureLlmInference(const std::string& text,

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <limits>
 #include <queue>
 
 #include "src/core/ids.h"
@@ -49,10 +49,13 @@ struct JobState {
 };
 
 // A directed link between two areas under processor sharing: n transfers each
-// move at bandwidth / n. `v` is the data (GB) every transfer active since the
-// start has moved; a transfer of size S joining at v0 is done when v = v0 + S.
+// move at min(one transfer's bandwidth, capacity / n). `v` is the data (GB)
+// every transfer active since the start has moved; a transfer of size S
+// joining at v0 is done when v = v0 + S.
 struct LinkState {
-  double gb_per_s = 1;
+  double gb_per_s = 1;       // one transfer's rate
+  double capacity_gb_s = 1;  // shared by all
+  double Rate() const { return std::min(gb_per_s, capacity_gb_s / std::max(1, active)); }
   double setup_s = 0;
   double v = 0, last_s = 0;
   int32_t active = 0;
@@ -68,7 +71,7 @@ struct LinkState {
   std::priority_queue<Entry, std::vector<Entry>, std::greater<>> queue;
 
   void Advance(double now) {
-    if (active > 0) v += (now - last_s) * gb_per_s / active;
+    if (active > 0) v += (now - last_s) * Rate();
     last_s = now;
   }
 };
@@ -109,11 +112,7 @@ class Engine {
  public:
   Engine(const Catalog& catalog, const Topology& topology, const std::vector<WorkloadJob>& jobs,
          const SimOptions& options)
-      : catalog_(catalog),
-        topo_(topology),
-        jobs_(jobs),
-        opt_(options),
-        scheduler_(options.batch) {}
+      : catalog_(catalog), topo_(topology), jobs_(jobs), opt_(options), scheduler_(options.batch) {}
 
   SimReport Run();
 
@@ -250,6 +249,7 @@ void Engine::Init() {
     for (size_t b = 0; b < A; ++b) {
       const Link& l = topo_.LinkBetween(area_names_[a], area_names_[b]);
       links_[a * A + b].gb_per_s = l.bandwidth_gbps / 8.0;
+      links_[a * A + b].capacity_gb_s = std::max(l.bandwidth_gbps, l.capacity_gbps) / 8.0;
       links_[a * A + b].setup_s = 3 * l.rtt_ms / 1000.0;
     }
   }
@@ -283,10 +283,9 @@ void Engine::Init() {
       tflops = ref->fp16_equivalent_tflops();
       eff = ref->efficiency(w.spec.job_class);
     }
-    double ref_run_s =
-        tflops > 0 ? w.spec.work_fp16_eflop * 1e18 /
-                         (static_cast<double>(w.spec.cards) * tflops * 1e12 * eff)
-                   : 0;
+    double ref_run_s = tflops > 0 ? w.spec.work_fp16_eflop * 1e18 /
+                                        (static_cast<double>(w.spec.cards) * tflops * 1e12 * eff)
+                                  : 0;
     if (ref_run_s > 0) ref_ratio_[j] = w.duration_s / ref_run_s;
     if (opt_.policy) all_jobs_[j].policy = *opt_.policy;
   }
@@ -395,7 +394,7 @@ void Engine::Reschedule(uint32_t link) {
   }
   if (l.active == 0 || l.queue.empty()) return;
   double left_gb = std::max(0.0, l.queue.top().finish_v - l.v);
-  Push(now_ + left_gb * l.active / l.gb_per_s, kTransfer, link, l.version);
+  Push(now_ + left_gb / l.Rate(), kTransfer, link, l.version);
 }
 
 void Engine::OnTransfer(uint32_t link, uint32_t version) {
@@ -431,9 +430,9 @@ void Engine::Meter(uint32_t j, double from_s, double to_s) {
   const uint32_t a = pool_area_[p];
   // The pool's price holds electricity at the site's mean tariff; the hour's
   // tariff moves it by the difference.
-  report_.cost_cny += cards * dur_h * pool_[p]->price_cny_per_card_hour +
-                      kw * site.electricity_cny_per_kwh *
-                          (tariff_[a].Between(from_s, to_s) / 3600 - dur_h);
+  report_.cost_cny +=
+      cards * dur_h * pool_[p]->price_cny_per_card_hour +
+      kw * site.electricity_cny_per_kwh * (tariff_[a].Between(from_s, to_s) / 3600 - dur_h);
   report_.energy_kwh += kw * dur_h;
   report_.carbon_t += kw * carbon_[a].Between(from_s, to_s) / 3600 * site.carbon_kg_per_kwh *
                       (1 - site.green_share) / 1000.0;
@@ -623,9 +622,8 @@ SimReport Engine::Run() {
   Init();
   std::vector<uint32_t> order(jobs_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return jobs_[a].arrival_s < jobs_[b].arrival_s;
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return jobs_[a].arrival_s < jobs_[b].arrival_s; });
   size_t next = 0;
   if (opt_.round_s > 0 && !jobs_.empty()) Push(jobs_[order[0]].arrival_s, kRound, 0, 0);
   const double kNever = std::numeric_limits<double>::infinity();
@@ -770,8 +768,8 @@ Result<std::pair<std::optional<Policy>, Baseline>> ParseSimPolicy(std::string_vi
 Result<Outage> ParseOutage(std::string_view text, const Topology& topology) {
   std::string t(text);
   auto bad = [&](const std::string& why) {
-    return InvalidArgument(fmt::format("--outage '{}': {} (expected SITE_ID,START_H,HOURS)",
-                                       t.substr(0, 200), why));
+    return InvalidArgument(
+        fmt::format("--outage '{}': {} (expected SITE_ID,START_H,HOURS)", t.substr(0, 200), why));
   };
   size_t c1 = t.find(','), c2 = c1 == std::string::npos ? c1 : t.find(',', c1 + 1);
   if (c2 == std::string::npos || t.find(',', c2 + 1) != std::string::npos) {
@@ -832,9 +830,10 @@ std::string SimReport::ToText() const {
                        interrupted, lost_card_h);
   }
   for (const auto& m : mapped_accelerators) {
-    out += fmt::format("  mapped            {} jobs named '{}', not in the catalog: run on any card "
-                       "by FP16 work ({:g} TFLOPS per card assumed)\n",
-                       m.jobs, m.name, m.fp16_tflops);
+    out += fmt::format(
+        "  mapped            {} jobs named '{}', not in the catalog: run on any card "
+        "by FP16 work ({:g} TFLOPS per card assumed)\n",
+        m.jobs, m.name, m.fp16_tflops);
   }
   out += fmt::format("  residency breaks  {}\n", residency_violations);
   out += "  utilisation       ";

@@ -71,9 +71,9 @@ struct SimReport {
   double cost_cny = 0, energy_kwh = 0, carbon_t = 0, data_moved_tb = 0;
   int64_t residency_violations = 0;
   double makespan_s = 0;
-  double mean_staging_s = 0;     // over jobs that moved data, link sharing included
-  int64_t interrupted = 0;       // runs stopped by outages and queued again
-  double lost_card_h = 0;        // card-hours of those runs' lost work
+  double mean_staging_s = 0;  // over jobs that moved data, link sharing included
+  int64_t interrupted = 0;    // runs stopped by outages and queued again
+  double lost_card_h = 0;     // card-hours of those runs' lost work
   // Trace accelerators not in the catalog, mapped by FP16 capacity: name,
   // TFLOPS per card assumed, jobs.
   struct Mapped {

@@ -78,9 +78,10 @@ TEST(Simulator, MeanWaitMatchesErlangC) {
   for (double m : means) var += (m - mean) * (m - mean) / (batches - 1);
   double half = 2.756 * std::sqrt(var / batches);  // t(0.995, 29)
   double theory = ErlangCMeanWait(c, lambda, mu);
-  std::cout << fmt::format("M/M/{} at load 0.5, {} jobs: simulated mean wait {:.5f} h +- {:.5f} "
-                           "(99%), Erlang C {:.5f} h, difference {:+.2f}%\n",
-                           c, n, mean, half, theory, 100 * (mean - theory) / theory);
+  std::cout << fmt::format(
+      "M/M/{} at load 0.5, {} jobs: simulated mean wait {:.5f} h +- {:.5f} "
+      "(99%), Erlang C {:.5f} h, difference {:+.2f}%\n",
+      c, n, mean, half, theory, 100 * (mean - theory) / theory);
   EXPECT_LT(std::fabs(mean - theory) / theory, 0.03)
       << "simulated " << mean << " h, Erlang C " << theory << " h";
   EXPECT_LT(std::fabs(mean - theory), half)

@@ -31,6 +31,23 @@ Topology TwoAreas(const Catalog& catalog, const std::string& diurnal = "") {
   return std::move(t).value();
 }
 
+Json TopologyToJsonForTest(const Topology& t) {
+  Json sites = Json::array();
+  for (const Site& s : t.sites()) sites.push_back(SiteToJson(s));
+  Json links = Json::array();
+  for (const Link& l : t.links()) {
+    Json j = LinkToJson(l);
+    j["a"] = l.a;
+    j["b"] = l.b;
+    links.push_back(j);
+  }
+  return Json{{"version", 1},
+              {"sites", sites},
+              {"links", links},
+              {"intra_area_link", LinkToJson(t.intra_area())},
+              {"default_link", LinkToJson(t.default_link())}};
+}
+
 WorkloadJob Job(double arrival_s, double duration_s, double dataset_gb,
                 const std::string& data = "cpn:cn.bj/acme/bj-1") {
   WorkloadJob j;
@@ -66,6 +83,15 @@ TEST(Simulator, ConcurrentTransfersShareTheLink) {
   EXPECT_NEAR(staggered.mean_staging_s, 5400, 1);
   EXPECT_NEAR(staggered.makespan_s, 7200 + 600, 1);
   EXPECT_EQ(staggered.residency_violations, 0);
+  // A link whose capacity holds two transfers at full speed does not slow them.
+  Json doc = TopologyToJsonForTest(topo);
+  doc["links"][0]["capacity_gbps"] = 16;
+  Topology wide = std::move(Topology::FromJson(doc, "wide", catalog)).value();
+  SimReport both = Simulate(catalog, wide, {Job(0, 600, 3600), Job(0, 600, 3600)}, opt);
+  EXPECT_NEAR(both.mean_staging_s, 3600, 1);
+  SimReport three =
+      Simulate(catalog, wide, {Job(0, 600, 3600), Job(0, 600, 3600), Job(0, 600, 3600)}, opt);
+  EXPECT_NEAR(three.mean_staging_s, 3600 * 1.5, 1);  // 2 GB/s among three
 }
 
 TEST(Simulator, OutageStopsRunsThatThenFinishElsewhereOrLater) {
@@ -182,9 +208,9 @@ TEST(Simulator, UnknownAcceleratorsAreMappedByCapacityAndReported) {
   EXPECT_NE(r.ToText().find("2 jobs named 'tesla-v100', not in the catalog"), std::string::npos);
   EXPECT_NE(r.ToJson().find("\"mapped_accelerators\""), std::string::npos);
   // Without a capacity the reader says what is missing.
-  auto bad = ParseWorkloadCsv(std::string(kWorkloadHeader) +
-                                  "\n0,t,training,tesla-v100,,2,3600,cpn:cn.nx/acme/nx-1,0,,,\n",
-                              "w.csv", catalog);
+  auto bad = ParseWorkloadCsv(
+      std::string(kWorkloadHeader) + "\n0,t,training,tesla-v100,,2,3600,cpn:cn.nx/acme/nx-1,0,,,\n",
+      "w.csv", catalog);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("w.csv:2: accelerator: unknown accelerator 'tesla-v100' "
                                         "(not in the catalog; give its FP16 TFLOPS"),
@@ -197,10 +223,10 @@ TEST(Convert, AlibabaPodsBecomeJobs) {
       "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,"
       "deletion_time,scheduled_time\n";
   std::string pods = header +
-                     "p0,12000,16384,1,1000,,LS,Running,0,7200,100\n"     // 1 card, 7100 s
-                     "p1,6000,12288,0,0,,BE,Running,5,900,5\n"            // CPU only: skipped
-                     "p2,6000,12288,2,1000,,BE,Failed,10,1000,20\n"       // 2 cards, 980 s
-                     "p3,6000,12288,1,460,,Burstable,Pending,30,40,\n"    // never ran
+                     "p0,12000,16384,1,1000,,LS,Running,0,7200,100\n"   // 1 card, 7100 s
+                     "p1,6000,12288,0,0,,BE,Running,5,900,5\n"          // CPU only: skipped
+                     "p2,6000,12288,2,1000,,BE,Failed,10,1000,20\n"     // 2 cards, 980 s
+                     "p3,6000,12288,1,460,,Burstable,Pending,30,40,\n"  // never ran
                      "p4,6000,12288,1,500,V100M32|V100M16,LS,Running,8,3608,8\n";  // arrives 8
   std::string nodes =
       "sn,cpu_milli,memory_mib,gpu,model\nn0,1,1,2,T4\nn1,1,1,2,V100M32\nn2,1,1,0,\n";
@@ -232,8 +258,8 @@ TEST(Convert, AlibabaPodsBecomeJobs) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ((*back)[1].mapped_from, "V100M32");
   // Bad input names the line and column.
-  auto bad = ConvertAlibabaGpuPods(header + "p0,1,1,two,1000,,LS,Running,0,7200,100\n",
-                                   "pods.csv", "", "", o, nullptr);
+  auto bad = ConvertAlibabaGpuPods(header + "p0,1,1,two,1000,,LS,Running,0,7200,100\n", "pods.csv",
+                                   "", "", o, nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("pods.csv:2: num_gpu: expected a number"),
             std::string::npos)
@@ -241,8 +267,8 @@ TEST(Convert, AlibabaPodsBecomeJobs) {
   bad = ConvertAlibabaGpuPods("name,cpu\n", "pods.csv", "", "", o, nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("pods.csv:1: expected the header"), std::string::npos);
-  bad = ConvertAlibabaGpuPods(header + "p0,1,1,1,1000,,LS,Running,0,7200\n", "pods.csv", "", "",
-                              o, nullptr);
+  bad = ConvertAlibabaGpuPods(header + "p0,1,1,1,1000,,LS,Running,0,7200\n", "pods.csv", "", "", o,
+                              nullptr);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("pods.csv:2: expected 11 columns, got 10"),
             std::string::npos);

@@ -196,7 +196,7 @@ std::vector<WorkloadJob> SyntheticWorkload(const SyntheticOptions& o) {
     j.duration_s = hours * 3600 * (0.8 + 0.4 * u(rng));
     s.dataset_site = o.data_sites.empty() ? "" : o.data_sites[i % o.data_sites.size()];
     s.home_site = s.dataset_site;
-    s.dataset_gb = u(rng) * 1000;
+    s.dataset_gb = u(rng) * o.max_dataset_gb;
     s.residency = u(rng) < 0.7 ? Residency::kCountry : Residency::kAnywhere;
     s.command = "true";
     jobs.push_back(std::move(j));

@@ -40,7 +40,8 @@ struct SyntheticOptions {
   double arrivals_per_hour = 10;
   std::vector<std::string> data_sites;  // dataset home sites, picked uniformly
   std::vector<std::string> tenants = {"tenant-a", "tenant-b", "tenant-c"};
-  double training_share = 0.6;  // the rest split between inference and batch
+  double training_share = 0.6;   // the rest split between inference and batch
+  double max_dataset_gb = 1000;  // dataset sizes are uniform in [0, max)
   uint64_t seed = 1;
 };
 // Poisson arrivals; gangs of 1-32 cards; log-uniform work; run time drawn
