@@ -10,31 +10,6 @@
 namespace cpn::sim {
 namespace {
 
-std::vector<std::string> Split(const std::string& line) {
-  std::vector<std::string> cells;
-  std::string cell;
-  for (char c : line) {
-    if (c == ',') {
-      cells.push_back(cell);
-      cell.clear();
-    } else if (c != '\r') {
-      cell += c;
-    }
-  }
-  cells.push_back(cell);
-  return cells;
-}
-
-Result<double> Num(const std::string& s, const std::string& where, double min, double max) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v) || v < min || v > max) {
-    return InvalidArgument(fmt::format("{}: expected a number between {} and {}, got '{}'", where,
-                                       min, max, s.substr(0, 40)));
-  }
-  return v;
-}
-
 // Reads a CSV whose first line must be `header`; calls row(cells, where) for
 // each data line, where(col) naming file, line and column.
 template <typename Row>
@@ -49,14 +24,14 @@ Status ForEachRow(const std::string& text, const std::string& what,
     ++n;
     if (n == 1) {
       if (!line.empty() && static_cast<unsigned char>(line[0]) == 0xEF) line.erase(0, 3);  // BOM
-      if (Split(line) != header) {
+      if (SplitCsvLine(line) != header) {
         return InvalidArgument(fmt::format("{}:1: expected the header '{}', got '{}'", what, joined,
                                            line.substr(0, 120)));
       }
       continue;
     }
     if (line.empty() || line == "\r") continue;
-    auto cells = Split(line);
+    auto cells = SplitCsvLine(line);
     if (cells.size() != header.size()) {
       return InvalidArgument(
           fmt::format("{}:{}: expected {} columns, got {}", what, n, header.size(), cells.size()));
@@ -142,7 +117,7 @@ Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(
     std::map<std::string, int64_t> assumed;
     Status s = ForEachRow(nodes, nodes_what, {"sn", "cpu_milli", "memory_mib", "gpu", "model"},
                           [&](const std::vector<std::string>& c, auto where) -> Status {
-                            auto n = Num(c[3], where(3), 0, 1024);
+                            auto n = CsvNumber(c[3], where(3), 0, 1024);
                             if (!n.ok()) return n.status();
                             if (*n == 0) return Status::Ok();
                             bool guess = false;
@@ -176,9 +151,9 @@ Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(
        "creation_time", "deletion_time", "scheduled_time"},
       [&](const std::vector<std::string>& c, auto where) -> Status {
         data_rows++;
-        auto num_gpu = Num(c[3], where(3), 0, kMaxCardsPerJob);
+        auto num_gpu = CsvNumber(c[3], where(3), 0, kMaxCardsPerJob);
         if (!num_gpu.ok()) return num_gpu.status();
-        auto created = Num(c[8], where(8), 0, 1e10);
+        auto created = CsvNumber(c[8], where(8), 0, 1e10);
         if (!created.ok()) return created.status();
         if (*num_gpu == 0) {
           cpu_only++;
@@ -188,15 +163,15 @@ Result<std::vector<WorkloadJob>> ConvertAlibabaGpuPods(
           never_ran++;  // pending at the end of the trace
           return Status::Ok();
         }
-        auto scheduled = Num(c[10], where(10), 0, 1e10);
+        auto scheduled = CsvNumber(c[10], where(10), 0, 1e10);
         if (!scheduled.ok()) return scheduled.status();
-        auto deleted = Num(c[9], where(9), 0, 1e10);
+        auto deleted = CsvNumber(c[9], where(9), 0, 1e10);
         if (!deleted.ok()) return deleted.status();
         if (*deleted <= *scheduled) {
           never_ran++;
           return Status::Ok();
         }
-        auto milli = Num(c[4], where(4), 0, 1000);
+        auto milli = CsvNumber(c[4], where(4), 0, 1000);
         if (!milli.ok()) return milli.status();
         double share = 1;
         if (*num_gpu == 1 && *milli > 0 && *milli < 1000) {
@@ -263,9 +238,9 @@ Result<std::vector<WorkloadJob>> ConvertAzureLlmInference(const std::string& tex
         if (first < 0) first = t;
         if (t < last) return InvalidArgument(where(0) + ": timestamps must not decrease");
         last = t;
-        auto ctx = Num(c[1], where(1), 0, 1e8);
+        auto ctx = CsvNumber(c[1], where(1), 0, 1e8);
         if (!ctx.ok()) return ctx.status();
-        auto gen = Num(c[2], where(2), 0, 1e8);
+        auto gen = CsvNumber(c[2], where(2), 0, 1e8);
         if (!gen.ok()) return gen.status();
         // A dense transformer spends about 2 FLOPs per parameter per token.
         double flop = 2 * o.model_params_b * 1e9 * (*ctx + *gen);

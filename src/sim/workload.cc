@@ -15,8 +15,6 @@ const char* const kWorkloadHeader =
     "arrival_s,tenant,class,accelerator,fp16_eflop,cards,duration_s,dataset_site,dataset_gb,"
     "residency,deadline_h,accelerator_fp16_tflops";
 
-namespace {
-
 std::vector<std::string> SplitCsvLine(const std::string& line) {
   std::vector<std::string> cells;
   std::string cell;
@@ -32,7 +30,7 @@ std::vector<std::string> SplitCsvLine(const std::string& line) {
   return cells;
 }
 
-Result<double> Number(const std::string& s, const std::string& where, double min, double max) {
+Result<double> CsvNumber(const std::string& s, const std::string& where, double min, double max) {
   char* end = nullptr;
   double v = std::strtod(s.c_str(), &end);
   if (s.empty() || *end != '\0' || !std::isfinite(v) || v < min || v > max) {
@@ -41,8 +39,6 @@ Result<double> Number(const std::string& s, const std::string& where, double min
   }
   return v;
 }
-
-}  // namespace
 
 Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const std::string& what,
                                                   const Catalog& catalog) {
@@ -73,7 +69,7 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
     }
     WorkloadJob j;
     JobSpec& s = j.spec;
-    auto arrival = Number(cells[0], at(0), 0, 1e10);
+    auto arrival = CsvNumber(cells[0], at(0), 0, 1e10);
     if (!arrival.ok()) return arrival.status();
     j.arrival_s = *arrival;
     if (j.arrival_s < last_arrival) {
@@ -87,29 +83,30 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
     if (!cls.ok()) return InvalidArgument(at(2) + ": " + cls.status().message());
     s.job_class = *cls;
     s.accelerator = cells[3];
+    double given_tflops = 0;  // checked whenever given; used for unknown cards only
+    if (header.size() == 12 && !cells[11].empty()) {
+      auto tflops = CsvNumber(cells[11], at(11), 0.001, 1e6);
+      if (!tflops.ok()) return tflops.status();
+      given_tflops = *tflops;
+    }
     if (!s.accelerator.empty() && catalog.Find(s.accelerator) == nullptr) {
       // A card the catalog lacks is mapped by FP16 capacity, if the trace says
       // what that capacity is.
-      if (header.size() < 12 || cells[11].empty()) {
+      if (given_tflops == 0) {
         return InvalidArgument(at(3) + ": unknown accelerator '" + s.accelerator +
                                "' (not in the catalog; give its FP16 TFLOPS per card in "
                                "accelerator_fp16_tflops to map it by capacity)");
       }
-      auto tflops = Number(cells[11], at(11), 0.001, 1e6);
-      if (!tflops.ok()) return tflops.status();
       j.mapped_from = s.accelerator;
-      j.ref_fp16_tflops = *tflops;
+      j.ref_fp16_tflops = given_tflops;
       s.accelerator.clear();
-    } else if (header.size() == 12 && !cells[11].empty()) {
-      auto tflops = Number(cells[11], at(11), 0.001, 1e6);
-      if (!tflops.ok()) return tflops.status();  // checked, though the catalog's figure rules
     }
-    auto cards = Number(cells[5], at(5), 1, kMaxCardsPerJob);
+    auto cards = CsvNumber(cells[5], at(5), 1, kMaxCardsPerJob);
     if (!cards.ok()) return cards.status();
     s.cards = static_cast<int64_t>(*cards);
     if (static_cast<double>(s.cards) != *cards)
       return InvalidArgument(at(5) + ": expected an integer");
-    auto duration = Number(cells[6], at(6), 1e-3, 1e9);
+    auto duration = CsvNumber(cells[6], at(6), 1e-3, 1e9);
     if (!duration.ok()) return duration.status();
     j.duration_s = *duration;
     if (cells[4].empty() && !j.mapped_from.empty()) {
@@ -123,7 +120,7 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
       s.work_fp16_eflop = static_cast<double>(s.cards) * m->fp16_equivalent_tflops() * 1e12 *
                           m->efficiency(s.job_class) * j.duration_s / 1e18;
     } else {
-      auto work = Number(cells[4], at(4), 1e-9, 1e9);
+      auto work = CsvNumber(cells[4], at(4), 1e-9, 1e9);
       if (!work.ok()) return work.status();
       s.work_fp16_eflop = *work;
     }
@@ -131,14 +128,14 @@ Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const
     Status site = ValidateSiteId(s.dataset_site, at(7));
     if (!site.ok()) return site;
     s.home_site = s.dataset_site;
-    auto gb = Number(cells[8], at(8), 0, 1e7);
+    auto gb = CsvNumber(cells[8], at(8), 0, 1e7);
     if (!gb.ok()) return gb.status();
     s.dataset_gb = *gb;
     auto res = ParseResidency(cells[9].empty() ? "anywhere" : cells[9]);
     if (!res.ok()) return InvalidArgument(at(9) + ": " + res.status().message());
     s.residency = *res;
     if (!cells[10].empty()) {
-      auto d = Number(cells[10], at(10), 1e-3, 1e6);
+      auto d = CsvNumber(cells[10], at(10), 1e-3, 1e6);
       if (!d.ok()) return d.status();
       s.deadline_h = *d;
     }

@@ -29,6 +29,12 @@ struct WorkloadJob {
 // columns only (no accelerator_fp16_tflops) are read too.
 extern const char* const kWorkloadHeader;
 
+// CSV helpers shared with the trace converters: cells of one line (no
+// quoting: none of the formats use it), and a number in [min, max] whose
+// error names `where` ("trace.csv:12: cards").
+std::vector<std::string> SplitCsvLine(const std::string& line);
+Result<double> CsvNumber(const std::string& s, const std::string& where, double min, double max);
+
 // Parses CSV text; `what` names the source in messages ("trace.csv:12: ...").
 Result<std::vector<WorkloadJob>> ParseWorkloadCsv(const std::string& text, const std::string& what,
                                                   const Catalog& catalog);
