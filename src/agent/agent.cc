@@ -81,7 +81,16 @@ Json Agent::Telemetry() const {
                      {"power_w", power_w},
                      {"source", "estimated"}});
   }
-  return Json{{"time_ms", clock_.NowMs()}, {"pools", pools}, {"jobs", jobs_.size()}};
+  // The jobs this site holds, so the platform can stop any it placed again
+  // elsewhere while the site was out of contact.
+  Json active = Json::array();
+  for (const auto& [id, j] : jobs_) {
+    if (!j.finished) active.push_back(id);
+  }
+  return Json{{"time_ms", clock_.NowMs()},
+              {"pools", pools},
+              {"jobs", jobs_.size()},
+              {"active_jobs", active}};
 }
 
 Status Agent::Register() {

@@ -66,10 +66,11 @@ Result<std::string> ReadInput(const std::string& path) {
 
 // Sends a request and returns the JSON reply, or the server's error message.
 Result<Json> Call(const std::string& server, const std::string& method, const std::string& target,
-                  const std::string& body = "") {
+                  const std::string& body = "",
+                  const std::map<std::string, std::string>& headers = {}) {
   auto client = net::HttpClient::Create(server);
   if (!client.ok()) return client.status();
-  auto r = client->Send(method, target, body);
+  auto r = client->Send(method, target, body, "application/json", headers);
   if (!r.ok()) return r.status();
   Json j = Json::parse(r->body, nullptr, false);
   if (r->status >= 400) {
@@ -91,6 +92,7 @@ struct ServerOptions {
   std::string topology;
   std::string port_file;
   double heartbeat_timeout_s = 15;
+  int64_t max_attempts = 3;
 };
 
 int RunServer(const ServerOptions& o) {
@@ -110,6 +112,7 @@ int RunServer(const ServerOptions& o) {
   };
   PlatformOptions popts;
   popts.heartbeat_timeout_ms = static_cast<int64_t>(o.heartbeat_timeout_s * 1000);
+  popts.max_attempts = o.max_attempts;
   Platform platform(**store, clock, *catalog, *network, new_id, popts);
   Api api(platform);
   net::HttpServerOptions hopts;
@@ -284,8 +287,9 @@ int Main(int argc, char** argv) {
   // Calls the server; on error prints it and sets the exit code, with --json
   // prints the reply. Either way the caller only renders a table if it gets one.
   auto Fetch = [&](const std::string& method, const std::string& target,
-                   const std::string& body = "") -> std::optional<Json> {
-    auto r = Call(server, method, target, body);
+                   const std::string& body = "",
+                   const std::map<std::string, std::string>& headers = {}) -> std::optional<Json> {
+    auto r = Call(server, method, target, body, headers);
     if (!r.ok()) {
       rc = Fail(r.status());
       return std::nullopt;
@@ -312,9 +316,15 @@ int Main(int argc, char** argv) {
   server_cmd->add_option("--port-file", so.port_file, "write the bound port to this file");
   server_cmd
       ->add_option("--heartbeat-timeout-s", so.heartbeat_timeout_s,
-                   "mark a site down after this long without a heartbeat")
+                   "a site's lease: after this long without a heartbeat it is marked down "
+                   "and its jobs are placed again elsewhere")
       ->capture_default_str()
       ->check(CLI::Range(0.1, 86400.0));
+  server_cmd
+      ->add_option("--max-attempts", so.max_attempts,
+                   "times a job is placed again after its site loses its lease, before it "
+                   "fails (default 3)")
+      ->check(CLI::Range(int64_t{1}, int64_t{100}));
   server_cmd->callback([&] { rc = RunServer(so); });
 
   // agent
@@ -735,20 +745,74 @@ int Main(int argc, char** argv) {
   });
 
   // submit
-  std::string submit_file;
+  std::string submit_file, submit_key;
+  int submit_retries = 5;
   CLI::App* submit_cmd = client_cmd("submit", "submit a job; prints its id and placement");
   submit_cmd->add_option("FILE", submit_file, "job spec (JSON; - for stdin)")->required();
+  submit_cmd->add_option("--idempotency-key", submit_key,
+                         "key that makes retries safe: the same key never creates a second job "
+                         "(default: a new random key, reused for this command's own retries)");
+  submit_cmd
+      ->add_option("--retries", submit_retries,
+                   "retries when the server cannot be reached (default 5, backing off from "
+                   "0.25 s)")
+      ->check(CLI::Range(0, 100));
   submit_cmd->callback([&] {
     auto text = ReadInput(submit_file);
     if (!text.ok()) {
       rc = Fail(text.status());
       return;
     }
-    auto r = Fetch("POST", "/v1/jobs", *text);
-    if (!r) return;
+    if (submit_key.empty()) {
+      std::mt19937_64 rng(std::random_device{}());
+      submit_key = fmt::format("cli-{:016x}{:016x}", rng(), rng());
+    }
+    // Retrying is safe: the key makes the server return the first attempt's
+    // job if that one landed and only its reply was lost.
+    Result<Json> reply = Unavailable("not sent");
+    int64_t backoff_ms = 250;
+    for (int attempt = 0; attempt <= submit_retries; ++attempt) {
+      reply = Call(server, "POST", "/v1/jobs", *text, {{"Idempotency-Key", submit_key}});
+      if (reply.ok() || reply.status().code() != StatusCode::kUnavailable) break;
+      if (attempt < submit_retries) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+        backoff_ms = std::min<int64_t>(backoff_ms * 2, 4000);
+      }
+    }
+    if (!reply.ok()) {
+      rc = Fail(reply.status());
+      return;
+    }
+    if (as_json) {
+      std::cout << reply->dump(2) << "\n";
+      return;
+    }
+    std::optional<Json> r = std::move(reply).value();
     std::cout << fmt::format("{}  {}  {}\n{}\n", (*r)["id"].get<std::string>(),
                              (*r)["state"].get<std::string>(), OrDash((*r)["pool"]),
                              (*r)["reason"].get<std::string>());
+  });
+
+  // site drain | resume
+  std::string site_action, site_target;
+  CLI::App* site_cmd =
+      client_cmd("site", "drain a site (no new placements; its running jobs finish) or resume it");
+  site_cmd->add_option("ACTION", site_action, "drain or resume")
+      ->required()
+      ->check(CLI::IsMember({"drain", "resume"}));
+  site_cmd->add_option("SITE", site_target, "site id, cpn:<node>/<provider>/<site>")->required();
+  site_cmd->callback([&] {
+    Status valid = ValidateSiteId(site_target, "SITE");
+    if (!valid.ok()) {
+      rc = Fail(valid);
+      return;
+    }
+    auto r = Fetch("POST", "/v1/sites/" + site_target.substr(4) + "/" + site_action);
+    if (!r) return;
+    std::cout << fmt::format("{} {}\n", site_target,
+                             (*r)["drained"].get<bool>()
+                                 ? "drained: no new placements; running jobs finish"
+                                 : "resumed: takes placements again");
   });
 
   // jobs

@@ -37,14 +37,15 @@ Result<HttpClient> HttpClient::Create(const std::string& base_url, int timeout_m
 }
 
 Result<HttpResponse> HttpClient::Send(const std::string& method, const std::string& target,
-                                      const std::string& body,
-                                      const std::string& content_type) const {
+                                      const std::string& body, const std::string& content_type,
+                                      const std::map<std::string, std::string>& headers) const {
   asio::io_context ioc;
   tcp::resolver resolver(ioc);
   beast::tcp_stream stream(ioc);
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_);
   req.set(http::field::user_agent, "cpn");
+  for (const auto& [name, value] : headers) req.set(name, value);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req.set(http::field::content_type, content_type);
     req.body() = body;

@@ -6,6 +6,7 @@
 // Thread-compatible: use one client per thread or guard it.
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "src/core/status.h"
@@ -20,7 +21,8 @@ class HttpClient {
 
   Result<HttpResponse> Send(const std::string& method, const std::string& target,
                             const std::string& body = "",
-                            const std::string& content_type = "application/json") const;
+                            const std::string& content_type = "application/json",
+                            const std::map<std::string, std::string>& headers = {}) const;
   const std::string& base_url() const { return base_url_; }
 
  private:

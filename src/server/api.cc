@@ -121,6 +121,7 @@ Json SiteRecordToJson(const SiteRecord& r) {
               {"state", r.state},
               {"registered_ms", r.registered_ms},
               {"last_heartbeat_ms", r.last_heartbeat_ms},
+              {"drained", r.drained},
               {"site", r.site},
               {"telemetry", r.telemetry}};
 }
@@ -239,6 +240,13 @@ HttpResponse Api::Route(const HttpRequest& req) {
       }
       return method_not_allowed("GET, POST");
     }
+    if (parts.size() == 6 && (parts[5] == "drain" || parts[5] == "resume")) {
+      if (m != "POST") return method_not_allowed("POST");
+      std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
+      auto r = platform_.SetDrained(id, parts[5] == "drain");
+      if (!r.ok()) return ErrorResponse(r.status());
+      return JsonResponse(200, SiteRecordToJson(*r));
+    }
     if (parts.size() == 5 || (parts.size() == 6 && parts[5] == "heartbeat")) {
       std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
       if (parts.size() == 6) {
@@ -326,9 +334,12 @@ HttpResponse Api::Route(const HttpRequest& req) {
         if (!body.ok()) return ErrorResponse(body.status());
         auto spec = JobSpecFromJson(*body, platform_.catalog());
         if (!spec.ok()) return ErrorResponse(spec.status());
-        auto job = platform_.Submit(*spec);
+        bool replayed = false;
+        auto job = platform_.Submit(*spec, req.Header("idempotency-key"), &replayed);
         if (!job.ok()) return ErrorResponse(job.status());
-        return JsonResponse(201, platform_.JobToJson(*job));
+        HttpResponse resp = JsonResponse(replayed ? 200 : 201, platform_.JobToJson(*job));
+        if (replayed) resp.headers["Idempotent-Replayed"] = "true";
+        return resp;
       }
       if (m == "GET") {
         Status s = CheckParams(query, {"tenant", "state", "limit", "page_token"});

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 #include "src/core/ids.h"
 #include "src/sched/batch_input.h"
@@ -20,7 +21,8 @@ Platform::Platform(Store& store, const Clock& clock, const Catalog& catalog,
       effective_(catalog),
       network_(network),
       new_job_id_(std::move(new_job_id)),
-      options_(options) {}
+      options_(options),
+      started_ms_(clock.NowMs()) {}
 
 JobEvent Platform::Event(const std::string& job_id, const std::string& state,
                          std::string reason) const {
@@ -160,8 +162,10 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
   HeartbeatReply reply;
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
+  std::set<std::string> assigned;
   for (const auto& job : *active) {
     if (job.site_id != site_id) continue;
+    assigned.insert(job.id);
     if (job.cancel_requested || job.preempt_requested) {
       reply.cancels.push_back(job.id);
     } else if (job.state == "scheduled") {
@@ -174,7 +178,34 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
       reply.assignments.push_back(std::move(a));
     }
   }
+  // Reconciliation: what the site still runs but no longer holds (the job
+  // was placed again while the site was out of contact, or has ended) is
+  // stopped there.
+  if (auto it = telemetry.find("active_jobs"); it != telemetry.end() && it->is_array()) {
+    for (const auto& id : *it) {
+      if (!id.is_string() || !IsValidJobId(id.get<std::string>())) continue;
+      const std::string& job_id = id.get_ref<const std::string&>();
+      if (!assigned.count(job_id) &&
+          std::find(reply.cancels.begin(), reply.cancels.end(), job_id) == reply.cancels.end()) {
+        reply.cancels.push_back(job_id);
+      }
+    }
+  }
   return reply;
+}
+
+Result<SiteRecord> Platform::SetDrained(const std::string& site_id, bool drained) {
+  CPN_RETURN_IF_ERROR(ValidateSiteId(site_id, "site"));
+  std::lock_guard lock(mu_);
+  auto existing = store_.GetSite(site_id);
+  if (!existing.ok()) return existing.status();
+  if (!existing->has_value() || (*existing)->state == "deregistered") {
+    return NotFound("site " + site_id + " is not registered");
+  }
+  SiteRecord r = **existing;
+  r.drained = drained;
+  CPN_RETURN_IF_ERROR(store_.PutSite(r));
+  return r;
 }
 
 Result<Platform::Snapshot> Platform::SnapshotLocked() {
@@ -193,7 +224,7 @@ Result<Platform::Snapshot> Platform::SnapshotLocked() {
     if (!s.ok()) continue;  // written by us after validation; cannot fail unless the catalog shrank
     for (const auto& p : s->pools) {
       int64_t busy = snap.busy.count(p.id) ? snap.busy[p.id] : 0;
-      snap.loads[p.id] = {std::max<int64_t>(0, p.cards - busy), r.state == "up"};
+      snap.loads[p.id] = {std::max<int64_t>(0, p.cards - busy), r.state == "up" && !r.drained};
     }
     parsed.push_back(std::move(s).value());
   }
@@ -300,8 +331,30 @@ Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
   return Status::Ok();
 }
 
-Result<JobRecord> Platform::Submit(const JobSpec& spec) {
+Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idempotency_key,
+                                   bool* replayed) {
+  if (replayed != nullptr) *replayed = false;
+  if (!idempotency_key.empty()) {
+    bool printable =
+        idempotency_key.size() <= 128 && std::all_of(idempotency_key.begin(), idempotency_key.end(),
+                                                     [](char c) { return c > 32 && c < 127; });
+    if (!printable) {
+      return InvalidArgument("Idempotency-Key: expected 1-128 printable ASCII characters");
+    }
+  }
   std::lock_guard lock(mu_);
+  if (!idempotency_key.empty()) {
+    auto earlier = store_.FindJobByIdempotencyKey(spec.tenant, idempotency_key);
+    if (!earlier.ok()) return earlier.status();
+    if (earlier->has_value()) {
+      if ((*earlier)->spec != JobSpecToJson(spec)) {
+        return FailedPrecondition("Idempotency-Key '" + idempotency_key + "' was used for " +
+                                  (*earlier)->id + ", a different job; use a new key");
+      }
+      if (replayed != nullptr) *replayed = true;
+      return **earlier;
+    }
+  }
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
   sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
@@ -315,6 +368,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec) {
   job.tenant = spec.tenant;
   job.spec = JobSpecToJson(spec);
   job.created_ms = job.updated_ms = clock_.NowMs();
+  job.idempotency_key = idempotency_key;
   CPN_RETURN_IF_ERROR(store_.CreateJob(job, Event(job.id, "pending", "submitted")));
   bool placed = false;
   CPN_RETURN_IF_ERROR(PlaceLocked(job, *snap, &placed));
@@ -376,6 +430,21 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   if (!found.ok()) return found.status();
   JobRecord j = *found;
   if (j.site_id != rep.site_id) {
+    // A site that lost its lease while running the job may come back with
+    // its result. Accepted once, if the job has not been placed again.
+    bool lost_here = j.state == "pending" && j.order.value("lost_site", "") == rep.site_id;
+    if (lost_here && (rep.state == "succeeded" || rep.state == "failed")) {
+      int64_t now = clock_.NowMs();
+      j.site_id = rep.site_id;
+      j.pool_id = j.order.value("lost_pool", "");
+      j.state = rep.state;
+      j.started_ms = j.order.value("lost_started_ms", now);
+      j.finished_ms = j.updated_ms = now;
+      j.exit_code = rep.exit_code;
+      j.reason = (rep.reason.empty() ? rep.state : rep.reason) + " on " + rep.site_id +
+                 ", reported after the site came back; result accepted";
+      return store_.UpdateJob(j, Event(job_id, j.state, j.reason));
+    }
     return FailedPrecondition("job " + job_id + " is not assigned to site " + rep.site_id);
   }
   if (j.state == rep.state) return Status::Ok();  // a retried report
@@ -452,11 +521,50 @@ Status Platform::MarkSilentSitesDownLocked() {
   auto sites = store_.ListSites();
   if (!sites.ok()) return sites.status();
   int64_t now = clock_.NowMs();
+  std::set<std::string> lost;
   for (auto& r : *sites) {
-    if (r.state == "up" && now - r.last_heartbeat_ms > options_.heartbeat_timeout_ms) {
+    // After a restart every site gets a full lease: its silence may have
+    // been the server's.
+    int64_t since = std::max(r.last_heartbeat_ms, started_ms_);
+    if (r.state == "up" && now - since > options_.heartbeat_timeout_ms) {
       r.state = "down";
       CPN_RETURN_IF_ERROR(store_.PutSite(r));
+      lost.insert(r.id);
     }
+  }
+  if (lost.empty()) return Status::Ok();
+  auto active = store_.ListActiveJobs();
+  if (!active.ok()) return active.status();
+  for (JobRecord j : *active) {
+    if (!lost.count(j.site_id) || j.state == "pending") continue;
+    const std::string site = j.site_id;
+    std::string why = fmt::format("site {} lost its lease (no heartbeat for {} s)", site,
+                                  options_.heartbeat_timeout_ms / 1000);
+    j.updated_ms = now;
+    if (j.cancel_requested) {
+      j.state = "cancelled";
+      j.finished_ms = now;
+      j.reason = "cancelled; " + why + " before confirming";
+    } else if (j.attempts >= options_.max_attempts) {
+      j.state = "failed";
+      j.finished_ms = now;
+      j.reason = fmt::format("{} during attempt {} of {}; giving up", why, j.attempts,
+                             options_.max_attempts);
+    } else {
+      // Back to the queue; remember where it ran, so a result the site sends
+      // when it comes back can still be accepted.
+      j.order["lost_site"] = site;
+      j.order["lost_pool"] = j.pool_id;
+      if (j.started_ms > 0) j.order["lost_started_ms"] = j.started_ms;
+      j.state = "pending";
+      j.site_id.clear();
+      j.pool_id.clear();
+      j.started_ms = 0;
+      j.preempt_requested = false;
+      j.reason = fmt::format("{} during attempt {} of {}; requeued", why, j.attempts,
+                             options_.max_attempts);
+    }
+    CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(j.id, j.state, j.reason)));
   }
   return Status::Ok();
 }

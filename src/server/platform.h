@@ -27,9 +27,13 @@
 namespace cpn {
 
 struct PlatformOptions {
-  // A site that has not sent a heartbeat for this long is marked down and
-  // gets no new placements.
+  // A site's lease: a site that has not sent a heartbeat for this long is
+  // marked down, gets no new placements, and its jobs are placed again
+  // elsewhere. After a server restart every site gets a full lease anew.
   int64_t heartbeat_timeout_ms = 15'000;
+  // A job lost with its site this many times fails instead of being placed
+  // again.
+  int64_t max_attempts = 3;
   // Fair share between tenants counts FP16 capacity-hours used in this window.
   int64_t fair_share_window_ms = 24 * 3'600'000;
 };
@@ -75,14 +79,22 @@ class Platform {
   Status DeregisterSite(const std::string& id);
   Result<SiteRecord> GetSite(const std::string& id);
   Result<std::vector<SiteRecord>> ListSites();
+  // `telemetry` may list the jobs the site is running ("active_jobs"); any
+  // of them no longer assigned to it (rescheduled while it was out of
+  // contact, or finished) come back in the reply's cancels.
   Result<HeartbeatReply> Heartbeat(const std::string& site_id, const Json& telemetry);
+  // Draining: no new placements on the site; its running jobs finish.
+  Result<SiteRecord> SetDrained(const std::string& site_id, bool drained);
   Result<Json> Resources(const ResourceQuery& q);
 
   // Ranked options for `job` on the current network, without submitting.
   Result<Json> Quote(const JobSpec& job);
   // Accepts the job (durably) and places it if capacity is free; a job that
   // fits nowhere is refused with the scheduler's reasons.
-  Result<JobRecord> Submit(const JobSpec& job);
+  // With an idempotency key, a retry of the same submission (same tenant and
+  // key) returns the job the first one created, with *replayed set.
+  Result<JobRecord> Submit(const JobSpec& job, const std::string& idempotency_key = "",
+                           bool* replayed = nullptr);
   Result<JobRecord> GetJob(const std::string& id);
   Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
   Result<JobRecord> Cancel(const std::string& id);
@@ -111,6 +123,8 @@ class Platform {
   Result<Snapshot> SnapshotLocked();
   // Tries to place a pending job; updates and persists it.
   Status PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed);
+  // Marks sites whose lease ran out down and requeues (or fails, past
+  // max_attempts) the jobs they held.
   Status MarkSilentSitesDownLocked();
   void Learn(const JobRecord& job);
   // Schedules `job` on `pool_id` as a batch round decided, with Decide()'s
@@ -128,6 +142,7 @@ class Platform {
   const Topology& network_;  // supplies links; sites come from registrations
   std::function<std::string()> new_job_id_;
   PlatformOptions options_;
+  int64_t started_ms_ = 0;  // leases count from here after a restart
   std::mutex mu_;
   sched::BatchScheduler batch_;
 };

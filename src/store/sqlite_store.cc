@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <limits>
+#include <tuple>
 
 namespace cpn {
 
@@ -60,13 +61,15 @@ CREATE TABLE IF NOT EXISTS providers (
   registered_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sites (
   id TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL,
-  registered_ms INTEGER NOT NULL, last_heartbeat_ms INTEGER NOT NULL, telemetry TEXT NOT NULL);
+  registered_ms INTEGER NOT NULL, last_heartbeat_ms INTEGER NOT NULL, telemetry TEXT NOT NULL,
+  drained INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
   id TEXT PRIMARY KEY, tenant TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL,
   site_id TEXT NOT NULL, pool_id TEXT NOT NULL, decision TEXT NOT NULL, ord TEXT NOT NULL,
   cancel_requested INTEGER NOT NULL, attempts INTEGER NOT NULL, exit_code INTEGER,
   reason TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, log_bytes INTEGER NOT NULL);
+  started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, log_bytes INTEGER NOT NULL,
+  idem_key TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_ms);
@@ -81,7 +84,7 @@ CREATE TABLE IF NOT EXISTS job_logs (
 
 constexpr const char* kJobColumns =
     "id, tenant, spec, state, site_id, pool_id, decision, ord, cancel_requested, attempts, "
-    "exit_code, reason, created_ms, updated_ms, started_ms, finished_ms, log_bytes";
+    "exit_code, reason, created_ms, updated_ms, started_ms, finished_ms, log_bytes, idem_key";
 
 JobRecord ReadJob(Stmt& s) {
   JobRecord j;
@@ -103,6 +106,7 @@ JobRecord ReadJob(Stmt& s) {
   j.started_ms = s.Int(14);
   j.finished_ms = s.Int(15);
   j.log_bytes = s.Int(16);
+  j.idempotency_key = s.Text(17);
   return j;
 }
 
@@ -149,6 +153,29 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
     CPN_RETURN_IF_ERROR(store->Exec(pragma).WithContext(path));
   }
   CPN_RETURN_IF_ERROR(store->Exec(kSchema).WithContext(path));
+  // Columns added after the first release: databases made before them gain
+  // them here (SQLite has no ADD COLUMN IF NOT EXISTS).
+  for (const auto& [table, column, decl] :
+       {std::tuple{"jobs", "idem_key", "TEXT NOT NULL DEFAULT ''"},
+        std::tuple{"sites", "drained", "INTEGER NOT NULL DEFAULT 0"}}) {
+    Stmt info(store->db_,
+              fmt::format("SELECT 1 FROM pragma_table_info('{}') WHERE name='{}'", table, column)
+                  .c_str());
+    if (!info.ok()) return info.error();
+    int rc = info.Step();
+    if (rc == SQLITE_DONE) {
+      CPN_RETURN_IF_ERROR(
+          store->Exec(fmt::format("ALTER TABLE {} ADD COLUMN {} {}", table, column, decl))
+              .WithContext(path));
+    } else if (rc != SQLITE_ROW) {
+      return info.error();
+    }
+  }
+  CPN_RETURN_IF_ERROR(
+      store
+          ->Exec("CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idem_key ON jobs(tenant, "
+                 "idem_key) WHERE idem_key != ''")
+          .WithContext(path));
   return store;
 }
 
@@ -204,9 +231,9 @@ Result<std::vector<ProviderRecord>> SqliteStore::ListProviders() {
 Status SqliteStore::PutSite(const SiteRecord& r) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "INSERT INTO sites(id, site, state, registered_ms, last_heartbeat_ms, telemetry) "
-         "VALUES(?1,?2,?3,?4,?5,?6) ON CONFLICT(id) DO UPDATE SET site=?2, state=?3, "
-         "registered_ms=?4, last_heartbeat_ms=?5, telemetry=?6");
+         "INSERT INTO sites(id, site, state, registered_ms, last_heartbeat_ms, telemetry, "
+         "drained) VALUES(?1,?2,?3,?4,?5,?6,?7) ON CONFLICT(id) DO UPDATE SET site=?2, "
+         "state=?3, registered_ms=?4, last_heartbeat_ms=?5, telemetry=?6, drained=?7");
   if (!s.ok()) return s.error();
   s.Bind(1, r.id);
   s.Bind(2, r.site.dump());
@@ -214,6 +241,7 @@ Status SqliteStore::PutSite(const SiteRecord& r) {
   s.Bind(4, r.registered_ms);
   s.Bind(5, r.last_heartbeat_ms);
   s.Bind(6, r.telemetry.dump());
+  s.Bind(7, int64_t{r.drained ? 1 : 0});
   if (s.Step() != SQLITE_DONE) return s.error();
   return Status::Ok();
 }
@@ -227,6 +255,7 @@ SiteRecord ReadSite(Stmt& s) {
   r.registered_ms = s.Int(3);
   r.last_heartbeat_ms = s.Int(4);
   r.telemetry = Json::parse(s.Text(5), nullptr, false);
+  r.drained = s.Int(6) != 0;
   return r;
 }
 }  // namespace
@@ -234,7 +263,7 @@ SiteRecord ReadSite(Stmt& s) {
 Result<std::optional<SiteRecord>> SqliteStore::GetSite(const std::string& id) {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry FROM sites "
+         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry, drained FROM sites "
          "WHERE id=?1");
   if (!s.ok()) return s.error();
   s.Bind(1, id);
@@ -247,7 +276,7 @@ Result<std::optional<SiteRecord>> SqliteStore::GetSite(const std::string& id) {
 Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
   std::lock_guard lock(mu_);
   Stmt s(db_,
-         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry FROM sites "
+         "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry, drained FROM sites "
          "ORDER BY id");
   if (!s.ok()) return s.error();
   std::vector<SiteRecord> out;
@@ -260,13 +289,13 @@ Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
 Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
   std::string sql = insert ? fmt::format(
                                  "INSERT INTO jobs({}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
-                                 "?10,?11,?12,?13,?14,?15,?16,?17)",
+                                 "?10,?11,?12,?13,?14,?15,?16,?17,?18)",
                                  kJobColumns)
                            : "UPDATE jobs SET tenant=?2, spec=?3, state=?4, site_id=?5, "
                              "pool_id=?6, decision=?7, ord=?8, cancel_requested=?9, "
                              "attempts=?10, exit_code=?11, reason=?12, created_ms=?13, "
-                             "updated_ms=?14, started_ms=?15, finished_ms=?16, log_bytes=?17 "
-                             "WHERE id=?1";
+                             "updated_ms=?14, started_ms=?15, finished_ms=?16, log_bytes=?17, "
+                             "idem_key=?18 WHERE id=?1";
   Stmt s(db_, sql.c_str());
   if (!s.ok()) return s.error();
   s.Bind(1, j.id);
@@ -289,6 +318,7 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
   s.Bind(15, j.started_ms);
   s.Bind(16, j.finished_ms);
   s.Bind(17, j.log_bytes);
+  s.Bind(18, j.idempotency_key);
   int rc = s.Step();
   if (rc == SQLITE_CONSTRAINT) return AlreadyExists("job " + j.id + " already exists");
   if (rc != SQLITE_DONE) return s.error();
@@ -338,6 +368,15 @@ Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& w
   while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadJob(s));
   if (rc != SQLITE_DONE) return s.error();
   return out;
+}
+
+Result<std::optional<JobRecord>> SqliteStore::FindJobByIdempotencyKey(const std::string& tenant,
+                                                                      const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto r = QueryJobsLocked("WHERE tenant=?1 AND idem_key=?2", {tenant, key}, 1);
+  if (!r.ok()) return r.status();
+  if (r->empty()) return std::optional<JobRecord>();
+  return std::optional<JobRecord>(std::move(r->front()));
 }
 
 Result<std::optional<JobRecord>> SqliteStore::GetJob(const std::string& id) {

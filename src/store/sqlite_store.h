@@ -30,6 +30,8 @@ class SqliteStore final : public Store {
   Status CreateJob(const JobRecord& job, const JobEvent& event) override;
   Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) override;
   Result<std::optional<JobRecord>> GetJob(const std::string& id) override;
+  Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
+                                                           const std::string& key) override;
   Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) override;
   Result<std::vector<JobRecord>> ListActiveJobs() override;
   Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) override;

@@ -30,6 +30,7 @@ struct SiteRecord {
   std::string id;
   Json site;                 // SiteToJson shape
   std::string state = "up";  // up | down | deregistered
+  bool drained = false;      // no new placements; running jobs finish
   int64_t registered_ms = 0;
   int64_t last_heartbeat_ms = 0;
   Json telemetry = Json::object();
@@ -53,6 +54,9 @@ struct JobRecord {
   std::string reason;
   int64_t created_ms = 0, updated_ms = 0, started_ms = 0, finished_ms = 0;
   int64_t log_bytes = 0;
+  // The client's key for this submission: a retry with the same key (and
+  // tenant) gets this job back instead of a second one.
+  std::string idempotency_key;
 };
 
 struct JobEvent {
@@ -89,6 +93,9 @@ class Store {
   // Replaces the job row and, if given, appends the event, in one transaction.
   virtual Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) = 0;
   virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
+  // The tenant's job submitted with this idempotency key, if any.
+  virtual Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
+                                                                   const std::string& key) = 0;
   virtual Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) = 0;
   // Jobs not yet in a terminal state, by id.
   virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
