@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one test command: installs what is missing, builds, runs every test —
+# The one test command: installs what is missing, builds, starts a
+# single-machine Slurm (scripts/start-slurm.sh; needs root), runs every test —
 # once in the normal build and once under AddressSanitizer and
 # UndefinedBehaviorSanitizer (set CPN_TEST_SANITIZERS=0 to skip that pass).
 set -euo pipefail
@@ -7,6 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 BUILD_DIR=${CPN_BUILD_DIR:-build}
+# A real single-machine Slurm for the Slurm executor's tests; stopped on exit.
+bash scripts/start-slurm.sh
+trap 'bash scripts/stop-slurm.sh' EXIT
 (cd "$BUILD_DIR" && ctest --output-on-failure -j "$(nproc)")
 if [ "${CPN_TEST_SANITIZERS:-1}" != "0" ]; then
   echo "== again under ASan + UBSan"

@@ -9,11 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -87,15 +89,20 @@ class Network {
     topology_ = std::move(Topology::LoadDefault(catalog_)).value();
   }
   ~Network() {
-    for (pid_t p : agents_) cli::Stop(p, 2000);
+    for (pid_t p : agents_) {
+      if (p > 0) cli::Stop(p, 2000);
+    }
     if (server_ > 0) cli::Stop(server_, 2000);
   }
 
-  void StartServer(int port = 0) {
+  void StartServer(int port = 0, std::vector<std::string> extra = {}) {
     fs::remove(dir_ + "/port");
-    auto pid = cli::Spawn({CPN_BINARY, "server", "--port", std::to_string(port), "--db",
-                           dir_ + "/cpn.db", "--port-file", dir_ + "/port"},
-                          dir_ + "/logs/server.log");
+    std::vector<std::string> argv = {CPN_BINARY,           "server",      "--port",
+                                     std::to_string(port), "--db",        dir_ + "/cpn.db",
+                                     "--port-file",        dir_ + "/port"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    extra_ = extra;
+    auto pid = cli::Spawn(argv, dir_ + "/logs/server.log");
     ASSERT_TRUE(pid.ok());
     server_ = *pid;
     ASSERT_TRUE(WaitUntil([&] { return fs::exists(dir_ + "/port"); }, 20'000))
@@ -108,18 +115,36 @@ class Network {
     ::waitpid(server_, nullptr, 0);
     server_ = 0;
   }
+  // Restarts the server on its port with the same flags.
+  void RestartServer() { StartServer(port_, extra_); }
 
-  void StartAgent(const std::string& site_id) {
+  // Starts an agent for one of the topology's sites; `toml` replaces the
+  // generated configuration. Returns its index for KillAgent/RestartAgent.
+  size_t StartAgent(const std::string& site_id, const std::string& toml = "") {
     const Site* site = topology_.FindSite(site_id);
-    ASSERT_NE(site, nullptr);
+    EXPECT_NE(site, nullptr);
     std::string name = site_id.substr(site_id.rfind('/') + 1);
     std::string cfg = dir_ + "/" + name + ".toml";
-    std::ofstream(cfg) << AgentConfigToToml(*site, url_, dir_ + "/work-" + name, 200);
-    auto pid =
-        cli::Spawn({CPN_BINARY, "agent", "--config", cfg}, dir_ + "/logs/agent-" + name + ".log");
-    ASSERT_TRUE(pid.ok());
-    agents_.push_back(*pid);
+    std::ofstream(cfg) << (toml.empty()
+                               ? AgentConfigToToml(*site, url_, dir_ + "/work-" + name, 200)
+                               : toml);
+    agent_args_.push_back({CPN_BINARY, "agent", "--config", cfg});
+    agent_logs_.push_back(dir_ + "/logs/agent-" + name + ".log");
+    agents_.push_back(0);
+    RestartAgent(agents_.size() - 1);
+    return agents_.size() - 1;
   }
+  void KillAgent(size_t i) {
+    ::kill(agents_[i], SIGKILL);
+    ::waitpid(agents_[i], nullptr, 0);
+    agents_[i] = 0;
+  }
+  void RestartAgent(size_t i) {
+    auto pid = cli::Spawn(agent_args_[i], agent_logs_[i]);
+    EXPECT_TRUE(pid.ok());
+    agents_[i] = pid.ok() ? *pid : 0;
+  }
+  const std::string& dir() const { return dir_; }
 
   CommandResult Cli(const std::string& args) {
     return RunShell(fmt::format("{} {} --server {}", CPN_BINARY, args, url_));
@@ -153,6 +178,8 @@ class Network {
   int port_ = 0;
   pid_t server_ = 0;
   std::vector<pid_t> agents_;
+  std::vector<std::vector<std::string>> agent_args_;
+  std::vector<std::string> agent_logs_, extra_;
   Catalog catalog_;
   Topology topology_;
 };
@@ -279,6 +306,7 @@ TEST(Integration, AcceptedJobsFinishExactlyOnceAcrossAServerKill) {
   net.KillServer();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   net.StartServer(port);
+  (void)port;
   for (const auto& id : ids) {
     Json job;
     ASSERT_TRUE(WaitUntil([&] {
@@ -336,6 +364,190 @@ TEST(Integration, DevDemoRunsTheWholeNetworkAndExitsZero) {
   EXPECT_NE(r.out.find("ct-segmentation-train"), std::string::npos);
   EXPECT_NE(r.out.find("Zhongwei"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("buying"), std::string::npos);
+}
+
+std::string SmallJob(const std::string& name, int cards, const std::string& command,
+                     const std::string& accelerator = "") {
+  Json j{{"name", name},
+         {"tenant", "bj-health"},
+         {"policy", "cheapest"},
+         {"resources", {{"cards", cards}}},
+         {"work", {{"fp16_eflop", 0.01}}},
+         {"dataset", {{"site", kBeijing}, {"size_gb", 0}, {"residency", "country"}}},
+         {"run", {{"command", command}}}};
+  if (!accelerator.empty()) j["resources"]["accelerator"] = accelerator;
+  return j.dump();
+}
+
+Json WaitForEnd(Network& net, const std::string& id, int timeout_ms = 120'000) {
+  Json job;
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        job = net.CliJson("job " + id);
+        std::string s = job.value("state", "");
+        return s == "succeeded" || s == "failed" || s == "cancelled";
+      },
+      timeout_ms))
+      << job.dump();
+  return job;
+}
+
+// Needs the single-machine Slurm of scripts/start-slurm.sh (scripts/test.sh
+// starts it): partition `gpu` of 2 nodes x 4 fake GPUs.
+TEST(Integration, JobsRunUnderRealSlurm) {
+  Network net("slurm");
+  net.StartServer();
+  const Site* zw = net.topology().FindSite(kZhongwei);
+  ASSERT_NE(zw, nullptr);
+  std::string toml = fmt::format(
+      "server = \"{}\"\nheartbeat_s = 0.2\nwork_dir = \"{}/work-slurm\"\nexecutor = \"slurm\"\n\n"
+      "[site]\nid = \"{}\"\nname = \"{}\"\ncity = \"{}\"\narea = \"{}\"\njurisdiction = \"{}\"\n"
+      "pue = 1.1\nelectricity_cny_per_kwh = 0.36\ncarbon_kg_per_kwh = 0.6\ngreen_share = 0.6\n\n"
+      "[[pools]]\nname = \"a800\"\naccelerator = \"nvidia-a800-sxm\"\npartition = \"gpu\"\n"
+      "price_cny_per_card_hour = 6.0\n",
+      net.url(), net.dir(), zw->id, zw->name, zw->city, zw->area, zw->jurisdiction);
+  net.StartAgent(kZhongwei, toml);
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 1; }));
+  // The pool's size is Slurm's: 2 nodes x 4 GPUs.
+  Json sites = net.CliJson("sites");
+  EXPECT_EQ(sites["sites"][0]["site"]["pools"][0]["cards"], 8) << sites.dump(2);
+  ASSERT_TRUE(WaitUntil([&] {
+    Json s = net.CliJson("sites");
+    const Json& pools = s["sites"][0]["telemetry"]["pools"];
+    return pools.is_array() && !pools.empty() && pools[0].value("source", "") == "slurm";
+  }));
+
+  Json ok = net.CliJson("submit " + net.WriteFile("ok.json", SmallJob("ok", 2,
+                                                                      "echo devices=$CUDA_"
+                                                                      "VISIBLE_DEVICES; echo "
+                                                                      "done")));
+  Json bad = net.CliJson("submit " + net.WriteFile("bad.json", SmallJob("bad", 1, "exit 7")));
+  Json big = net.CliJson("submit " + net.WriteFile("big.json", SmallJob("big", 6, "true")));
+  Json slow = net.CliJson("submit " + net.WriteFile("slow.json", SmallJob("slow", 1, "sleep 60")));
+
+  Json done = WaitForEnd(net, ok["id"]);
+  EXPECT_EQ(done["state"], "succeeded") << done.dump(2);
+  std::string logs = net.Cli("logs " + ok["id"].get<std::string>()).out;
+  EXPECT_NE(logs.find("devices=0,1\ndone\n"), std::string::npos) << logs;
+
+  Json failed = WaitForEnd(net, bad["id"]);
+  EXPECT_EQ(failed["state"], "failed");
+  EXPECT_EQ(failed["exit_code"], 7) << failed.dump(2);
+
+  // 6 cards fit the 8-card pool, but no node has 6: Slurm says so, and so
+  // does the job.
+  Json refused = WaitForEnd(net, big["id"]);
+  EXPECT_EQ(refused["state"], "failed");
+  EXPECT_NE(refused["reason"].get<std::string>().find(
+                "Slurm refused the job: sbatch: error: Batch job submission failed: Requested "
+                "node configuration is not available"),
+            std::string::npos)
+      << refused.dump(2);
+
+  ASSERT_TRUE(WaitUntil(
+      [&] { return net.CliJson("job " + slow["id"].get<std::string>())["state"] == "running"; }));
+  CommandResult squeue = RunShell("squeue -h -n cpn-" + slow["id"].get<std::string>() + " -o %T");
+  EXPECT_NE(squeue.out.find("RUNNING"), std::string::npos) << squeue.out;
+  EXPECT_EQ(net.Cli("cancel " + slow["id"].get<std::string>()).exit_code, 0);
+  Json cancelled = WaitForEnd(net, slow["id"]);
+  EXPECT_EQ(cancelled["state"], "cancelled");
+  squeue = RunShell("squeue -h -t all -n cpn-" + slow["id"].get<std::string>() + " -o %T");
+  EXPECT_NE(squeue.out.find("CANCELLED"), std::string::npos) << squeue.out;
+}
+
+// 500 jobs from concurrent clients while the server is killed with SIGKILL
+// three times and an agent once: every accepted job ends in exactly one
+// terminal state, none is lost or duplicated.
+TEST(Integration, ChaosNoJobIsLostOrDuplicated) {
+  Network net("chaos");
+  // A 10 s lease: longer than an agent's longest retry backoff (5 s), so a
+  // server restart alone never costs a site its lease.
+  net.StartServer(0, {"--heartbeat-timeout-s", "10"});
+  std::vector<size_t> agents;
+  for (const char* s : {kZhongwei, kQingyang, kBeijing}) agents.push_back(net.StartAgent(s));
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 3; }));
+  std::string file = net.WriteFile("chaos.json", SmallJob("chaos", 1, "sleep 0.3"));
+
+  const int kClients = 5, kPerClient = 100;
+  std::vector<std::vector<std::string>> accepted(kClients);
+  std::vector<int> refused(kClients, 0);
+  std::atomic<int> submitted{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kPerClient; ++i) {
+        // Each submission retries until the server is back; its key makes
+        // the retries safe.
+        CommandResult r = RunShell(fmt::format("{} submit {} --retries 30 --json --server {}",
+                                               CPN_BINARY, file, net.url()));
+        Json j = Json::parse(r.out, nullptr, false);
+        if (r.exit_code == 0 && j.is_object() && j.contains("id")) {
+          accepted[c].push_back(j["id"]);
+        } else {
+          refused[c]++;
+        }
+        submitted++;
+      }
+    });
+  }
+  // The chaos: three server kills spread over the submissions, one agent
+  // killed and restarted.
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE(WaitUntil([&] { return submitted >= 100 * (k + 1); }, 180'000));
+    net.KillServer();
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    net.RestartServer();
+    if (k == 1) {
+      net.KillAgent(agents[0]);
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      net.RestartAgent(agents[0]);
+    }
+  }
+  for (auto& t : clients) t.join();
+
+  std::set<std::string> ids;
+  size_t accepted_total = 0;
+  int refused_total = 0;
+  for (int c = 0; c < kClients; ++c) {
+    accepted_total += accepted[c].size();
+    refused_total += refused[c];
+    ids.insert(accepted[c].begin(), accepted[c].end());
+  }
+  std::map<std::string, int> by_state;
+  int one_terminal = 0, attempts_over_one = 0;
+  for (const auto& id : ids) {
+    Json job = WaitForEnd(net, id, 180'000);
+    by_state[job.value("state", "?")]++;
+    int terminal = 0;
+    for (const auto& e : job["events"]) {
+      terminal += e["state"] == "succeeded" || e["state"] == "failed" || e["state"] == "cancelled";
+    }
+    one_terminal += terminal == 1;
+    attempts_over_one += job.value("attempts", 0) > 1;
+  }
+  // The server's own count: every job it holds was accepted by a client.
+  size_t on_server = 0;
+  std::string page;
+  do {
+    Json list = net.CliJson("jobs --limit 1000" + (page.empty() ? "" : " --page-token " + page));
+    on_server += list["jobs"].size();
+    page = list.value("next_page_token", "");
+  } while (!page.empty());
+  std::printf(
+      "chaos: %d submissions, %zu accepted (%zu distinct ids), %d refused, %zu jobs on the "
+      "server; succeeded %d, failed %d, cancelled %d; %d with exactly one terminal event; %d "
+      "placed more than once\n",
+      kClients * kPerClient, accepted_total, ids.size(), refused_total, on_server,
+      by_state["succeeded"], by_state["failed"], by_state["cancelled"], one_terminal,
+      attempts_over_one);
+  EXPECT_EQ(refused_total, 0);
+  EXPECT_EQ(accepted_total, static_cast<size_t>(kClients * kPerClient));
+  EXPECT_EQ(ids.size(), accepted_total);  // no id handed out twice
+  EXPECT_EQ(on_server, ids.size());       // no duplicate job behind a retry
+  EXPECT_EQ(one_terminal, static_cast<int>(ids.size()));
+  EXPECT_EQ(by_state["succeeded"] + by_state["failed"] + by_state["cancelled"],
+            static_cast<int>(ids.size()));
+  EXPECT_EQ(by_state["succeeded"], static_cast<int>(ids.size()));
 }
 
 }  // namespace

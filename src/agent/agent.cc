@@ -68,6 +68,22 @@ Json Agent::Telemetry() const {
   for (const auto& p : config_.site.pools) {
     const auto& used = slot_used_.at(p.id);
     int64_t busy = std::count(used.begin(), used.end(), true);
+    // A batch system's own view of the pool wins over the agent's slots.
+    if (auto cap = executor_.Capacity(p.id)) {
+      int64_t busy_there = std::max<int64_t>(0, cap->cards - cap->free_cards);
+      const AcceleratorModel* m = catalog_.Find(p.accelerator);
+      double board_w = m ? m->board_power_w : 0;
+      pools.push_back(
+          {{"id", p.id},
+           {"cards", cap->cards},
+           {"busy_cards", busy_there},
+           {"free_cards", cap->free_cards},
+           {"utilisation", cap->cards ? static_cast<double>(busy_there) / cap->cards : 0.0},
+           {"power_w", board_w * (static_cast<double>(busy_there) +
+                                  0.2 * static_cast<double>(cap->cards - busy_there))},
+           {"source", cap->source}});
+      continue;
+    }
     const AcceleratorModel* m = catalog_.Find(p.accelerator);
     double board_w = m ? m->board_power_w : 0;
     // Idle cards draw roughly a fifth of board power; busy ones the full figure.
@@ -81,12 +97,11 @@ Json Agent::Telemetry() const {
                      {"power_w", power_w},
                      {"source", "estimated"}});
   }
-  // The jobs this site holds, so the platform can stop any it placed again
-  // elsewhere while the site was out of contact.
+  // Every job this site holds until its end is reported, so the platform
+  // can stop any it placed again elsewhere while the site was out of
+  // contact, and notice jobs a restarted agent no longer has.
   Json active = Json::array();
-  for (const auto& [id, j] : jobs_) {
-    if (!j.finished) active.push_back(id);
-  }
+  for (const auto& [id, j] : jobs_) active.push_back(id);
   return Json{{"time_ms", clock_.NowMs()},
               {"pools", pools},
               {"jobs", jobs_.size()},
@@ -148,8 +163,9 @@ void Agent::StartJob(const Json& a) {
     jobs_[id] = job;
     return;
   }
-  job.slots = TakeSlots(job.pool_id, cards);
-  if (job.slots.empty()) {
+  // Under a batch system that picks devices itself, the agent hands out none.
+  if (!executor_.manages_devices()) job.slots = TakeSlots(job.pool_id, cards);
+  if (!executor_.manages_devices() && job.slots.empty()) {
     job.finished = true;
     job.final_state = "failed";
     job.reason = fmt::format("pool {} has fewer than {} free card slots", job.pool_id, cards);
@@ -175,11 +191,15 @@ void Agent::StartJob(const Json& a) {
   spec.env["CPN_JOB_ID"] = id;
   spec.env["CPN_SITE"] = config_.site.id;
   spec.env["CPN_POOL"] = job.pool_id;
-  spec.env["CPN_CARD_SLOTS"] = slots;
-  const AcceleratorModel* m = catalog_.Find(pool->accelerator);
-  if (m != nullptr && m->vendor == "NVIDIA") spec.env["CUDA_VISIBLE_DEVICES"] = slots;
-  if (m != nullptr && m->vendor == "Huawei" && m->kind == "npu") {
-    spec.env["ASCEND_RT_VISIBLE_DEVICES"] = slots;
+  spec.pool_id = job.pool_id;
+  spec.cards = cards;
+  if (!executor_.manages_devices()) {
+    spec.env["CPN_CARD_SLOTS"] = slots;
+    const AcceleratorModel* m = catalog_.Find(pool->accelerator);
+    if (m != nullptr && m->vendor == "NVIDIA") spec.env["CUDA_VISIBLE_DEVICES"] = slots;
+    if (m != nullptr && m->vendor == "Huawei" && m->kind == "npu") {
+      spec.env["ASCEND_RT_VISIBLE_DEVICES"] = slots;
+    }
   }
   Status s = executor_.Start(spec);
   if (!s.ok()) {
@@ -205,6 +225,9 @@ void Agent::PollJobs() {
     if (job.cancel_requested) {
       job.final_state = "cancelled";
       job.reason = "cancelled by user";
+    } else if (!r->detail.empty()) {
+      job.final_state = "failed";
+      job.reason = fmt::format("batch system ended it: {} (exit code {})", r->detail, r->exit_code);
     } else if (r->signaled) {
       job.final_state = "failed";
       job.reason = fmt::format("killed by signal {}", r->signal);
@@ -255,7 +278,11 @@ Status Agent::Report(const std::string& id, const std::string& state, const Job&
 
 Status Agent::Flush() {
   std::vector<std::string> done;
+  // Reports and logs of many jobs take many requests: stop after about a
+  // heartbeat period, so the next heartbeat (the site's lease) is never late.
+  const int64_t start_ms = clock_.NowMs();
   for (auto& [id, job] : jobs_) {
+    if (clock_.NowMs() - start_ms > config_.heartbeat_ms) break;
     if (job.started && !job.running_reported) {
       Status s = Report(id, "running", job);
       if (s.code() == StatusCode::kUnavailable) return s;

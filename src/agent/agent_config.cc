@@ -18,6 +18,10 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   r.String("server", &c.server_url, false);
   r.Number("heartbeat_s", &heartbeat_s, 0.05, 600, false);
   r.String("work_dir", &c.work_dir);
+  r.String("executor", &c.executor, false);
+  if (r.ok() && c.executor != "local" && c.executor != "slurm") {
+    r.FailField("executor", "expected \"local\" or \"slurm\", got \"" + c.executor + "\"");
+  }
   const Json* site = r.Object("site");
   const Json* pools = r.Array("pools");
   Status s = r.Finish();
@@ -31,11 +35,14 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   for (size_t i = 0; i < pools->size(); ++i) {
     FieldReader pr((*pools)[i], fmt::format("pools[{}]", i));
     std::string name, accelerator;
-    int64_t cards = 0;
+    int64_t cards = 1;
     double price = 0;
+    std::string partition;
     pr.String("name", &name);
     pr.String("accelerator", &accelerator);
-    pr.Int("cards", &cards, 1, 1'000'000);
+    pr.String("partition", &partition, c.executor == "slurm");
+    // Under Slurm the partition says how many cards there are.
+    pr.Int("cards", &cards, 1, 1'000'000, c.executor != "slurm");
     pr.Number("price_cny_per_card_hour", &price, 0, 10'000);
     if (pr.ok() && !IsValidLabel(name)) pr.FailField("name", "expected 1-63 of [a-z0-9-]");
     if (pr.ok() && catalog.Find(accelerator) == nullptr) {
@@ -43,6 +50,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
     }
     s = pr.Finish();
     if (!s.ok()) return doc->Locate(s, file);
+    if (!partition.empty()) c.partition_by_pool[site_id + "/" + name] = partition;
     site_json["pools"].push_back({{"id", site_id + "/" + name},
                                   {"accelerator", accelerator},
                                   {"cards", cards},

@@ -5,6 +5,7 @@
 // Every error names the file and line ("zw-01.toml:12: pools[0].cards: ...").
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "src/core/catalog.h"
@@ -16,6 +17,10 @@ struct AgentConfig {
   std::string server_url;  // may be empty: then --server must give it
   int64_t heartbeat_ms = 1000;
   std::string work_dir;
+  // "local" (processes on this machine) or "slurm" (batch jobs; each pool
+  // names its partition, and its card count comes from Slurm).
+  std::string executor = "local";
+  std::map<std::string, std::string> partition_by_pool;  // pool id -> Slurm partition
   Site site;
 };
 

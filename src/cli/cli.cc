@@ -24,7 +24,9 @@
 #include "src/core/ids.h"
 #include "src/core/job_spec.h"
 #include "src/core/topology.h"
+#include "src/exec/command.h"
 #include "src/exec/local_executor.h"
+#include "src/exec/slurm_executor.h"
 #include "src/net/http_client.h"
 #include "src/net/http_server.h"
 #include "src/sched/explain.h"
@@ -143,7 +145,8 @@ int RunServer(const ServerOptions& o) {
 
 // ---- agent ----------------------------------------------------------------
 
-int RunAgent(const std::string& config_path, const std::string& server_flag) {
+int RunAgent(const std::string& config_path, const std::string& server_flag,
+             const std::string& executor_flag) {
   auto catalog = Catalog::LoadDefault();
   if (!catalog.ok()) return Fail(catalog.status());
   auto config = LoadAgentConfig(config_path, *catalog);
@@ -154,10 +157,33 @@ int RunAgent(const std::string& config_path, const std::string& server_flag) {
   auto client = net::HttpClient::Create(server);
   if (!client.ok()) return Fail(client.status());
   SystemClock clock;
-  LocalExecutor executor(clock);
-  spdlog::info("cpn agent for {} ({} pools) -> {}", config->site.id, config->site.pools.size(),
-               server);
-  Agent agent(*config, *catalog, executor, clock, *client);
+  if (!executor_flag.empty()) config->executor = executor_flag;
+  std::unique_ptr<Executor> executor;
+  SystemCommandRunner runner;
+  if (config->executor == "slurm") {
+    auto slurm = std::make_unique<SlurmExecutor>(runner, config->partition_by_pool);
+    // The pools' sizes are Slurm's: the GPUs of each partition's nodes.
+    for (Pool& p : config->site.pools) {
+      auto it = config->partition_by_pool.find(p.id);
+      if (it == config->partition_by_pool.end()) {
+        return Fail(InvalidArgument(p.id + ": with executor slurm every pool needs a partition"));
+      }
+      auto part = slurm->Partition(it->second);
+      if (!part.ok()) return Fail(part.status());
+      if (part->gpus == 0) {
+        return Fail(FailedPrecondition("Slurm partition " + it->second + " has no GPUs (gres)"));
+      }
+      spdlog::info("pool {}: Slurm partition {} with {} nodes, {} GPUs ({} free)", p.id, it->second,
+                   part->nodes, part->gpus, part->free_gpus);
+      p.cards = part->gpus;
+    }
+    executor = std::move(slurm);
+  } else {
+    executor = std::make_unique<LocalExecutor>(clock);
+  }
+  spdlog::info("cpn agent for {} ({} pools, {} executor) -> {}", config->site.id,
+               config->site.pools.size(), config->executor, server);
+  Agent agent(*config, *catalog, *executor, clock, *client);
   agent.Run(g_stop);
   spdlog::info("cpn agent stopping with {} job(s) unfinished", agent.active_jobs());
   return 0;
@@ -329,10 +355,16 @@ int Main(int argc, char** argv) {
 
   // agent
   std::string agent_config, agent_server;
-  CLI::App* agent_cmd = app.add_subcommand("agent", "run a site agent in front of local machines");
+  CLI::App* agent_cmd =
+      app.add_subcommand("agent", "run a site agent in front of local machines or a Slurm cluster");
   agent_cmd->add_option("--config", agent_config, "site configuration file (TOML)")->required();
   agent_cmd->add_option("--server", agent_server, "server address (overrides the config)");
-  agent_cmd->callback([&] { rc = RunAgent(agent_config, agent_server); });
+  std::string agent_executor;
+  agent_cmd
+      ->add_option("--executor", agent_executor,
+                   "local (processes here) or slurm (batch jobs; overrides the config)")
+      ->check(CLI::IsMember({"local", "slurm"}));
+  agent_cmd->callback([&] { rc = RunAgent(agent_config, agent_server, agent_executor); });
 
   // dev
   DevOptions dev;

@@ -1,9 +1,9 @@
 // Executor: how a site agent runs a job's process on the site's machines.
 //
 // The agent hands the executor what to start (command, environment, working
-// directory, card slots, log file) and polls it; the executor reports when the
+// directory, cards, log file) and polls it; the executor reports when the
 // process ends and how. Implementations: LocalExecutor (a child process on
-// this machine); the Slurm executor comes later behind the same interface.
+// this machine) and SlurmExecutor (a batch job on the site's Slurm cluster).
 // Implementations are used from the agent's one thread.
 #pragma once
 
@@ -22,6 +22,8 @@ struct ExecSpec {
   std::map<std::string, std::string> env;
   std::string workdir;   // created if missing
   std::string log_path;  // stdout and stderr go here
+  std::string pool_id;   // which of the site's pools, and how many of its cards
+  int64_t cards = 0;
 };
 
 struct ExecResult {
@@ -29,6 +31,15 @@ struct ExecResult {
   int exit_code = 0;  // valid when finished and !signaled
   bool signaled = false;
   int signal = 0;
+  // What the batch system said, when it says more than an exit code
+  // ("TIMEOUT", "NODE_FAIL", ...); empty otherwise.
+  std::string detail;
+};
+
+// A pool's size and free cards as the executor's batch system sees them.
+struct PoolCapacity {
+  int64_t cards = 0, free_cards = 0;
+  std::string source;  // "slurm", ...
 };
 
 class Executor {
@@ -39,6 +50,13 @@ class Executor {
   virtual Result<ExecResult> Poll(const std::string& job_id) = 0;
   // Asks the job to stop (SIGTERM, then SIGKILL after a grace period).
   virtual Status Kill(const std::string& job_id) = 0;
+  // True if the executor picks the devices itself (Slurm sets
+  // CUDA_VISIBLE_DEVICES); the agent then does not hand out card slots.
+  virtual bool manages_devices() const { return false; }
+  // The pool's capacity from the batch system, if it has one to ask.
+  virtual std::optional<PoolCapacity> Capacity(const std::string& /*pool_id*/) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace cpn

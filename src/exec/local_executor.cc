@@ -30,6 +30,10 @@ Status LocalExecutor::Start(const ExecSpec& spec) {
       return FailedPrecondition("cannot create working directory " + spec.workdir + ": " +
                                 ec.message());
   }
+  {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(spec.log_path).parent_path(), ec);
+  }
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     return FailedPrecondition("cannot open log file " + spec.log_path + ": " +

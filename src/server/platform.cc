@@ -162,9 +162,23 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
   HeartbeatReply reply;
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
-  std::set<std::string> assigned;
+  std::set<std::string> assigned, holds;
+  const Json* listed = nullptr;
+  if (auto it = telemetry.find("active_jobs"); it != telemetry.end() && it->is_array()) {
+    listed = &*it;
+    for (const auto& id : *it) {
+      if (id.is_string()) holds.insert(id.get<std::string>());
+    }
+  }
   for (const auto& job : *active) {
     if (job.site_id != site_id) continue;
+    if (listed != nullptr && job.state == "running" && !holds.count(job.id)) {
+      // The agent reported it running but holds it no more: it restarted
+      // and lost it. Placed again, like a job on a site that lost its lease.
+      CPN_RETURN_IF_ERROR(
+          LoseJobLocked(job, "site " + site_id + " restarted and no longer runs it"));
+      continue;
+    }
     assigned.insert(job.id);
     if (job.cancel_requested || job.preempt_requested) {
       reply.cancels.push_back(job.id);
@@ -181,8 +195,8 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
   // Reconciliation: what the site still runs but no longer holds (the job
   // was placed again while the site was out of contact, or has ended) is
   // stopped there.
-  if (auto it = telemetry.find("active_jobs"); it != telemetry.end() && it->is_array()) {
-    for (const auto& id : *it) {
+  if (listed != nullptr) {
+    for (const auto& id : *listed) {
       if (!id.is_string() || !IsValidJobId(id.get<std::string>())) continue;
       const std::string& job_id = id.get_ref<const std::string&>();
       if (!assigned.count(job_id) &&
@@ -537,36 +551,41 @@ Status Platform::MarkSilentSitesDownLocked() {
   if (!active.ok()) return active.status();
   for (JobRecord j : *active) {
     if (!lost.count(j.site_id) || j.state == "pending") continue;
-    const std::string site = j.site_id;
-    std::string why = fmt::format("site {} lost its lease (no heartbeat for {} s)", site,
-                                  options_.heartbeat_timeout_ms / 1000);
-    j.updated_ms = now;
-    if (j.cancel_requested) {
-      j.state = "cancelled";
-      j.finished_ms = now;
-      j.reason = "cancelled; " + why + " before confirming";
-    } else if (j.attempts >= options_.max_attempts) {
-      j.state = "failed";
-      j.finished_ms = now;
-      j.reason = fmt::format("{} during attempt {} of {}; giving up", why, j.attempts,
-                             options_.max_attempts);
-    } else {
-      // Back to the queue; remember where it ran, so a result the site sends
-      // when it comes back can still be accepted.
-      j.order["lost_site"] = site;
-      j.order["lost_pool"] = j.pool_id;
-      if (j.started_ms > 0) j.order["lost_started_ms"] = j.started_ms;
-      j.state = "pending";
-      j.site_id.clear();
-      j.pool_id.clear();
-      j.started_ms = 0;
-      j.preempt_requested = false;
-      j.reason = fmt::format("{} during attempt {} of {}; requeued", why, j.attempts,
-                             options_.max_attempts);
-    }
-    CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(j.id, j.state, j.reason)));
+    CPN_RETURN_IF_ERROR(
+        LoseJobLocked(j, fmt::format("site {} lost its lease (no heartbeat for {} s)", j.site_id,
+                                     options_.heartbeat_timeout_ms / 1000)));
   }
   return Status::Ok();
+}
+
+Status Platform::LoseJobLocked(JobRecord j, const std::string& why) {
+  const std::string site = j.site_id;
+  int64_t now = clock_.NowMs();
+  j.updated_ms = now;
+  if (j.cancel_requested) {
+    j.state = "cancelled";
+    j.finished_ms = now;
+    j.reason = "cancelled; " + why + " before confirming";
+  } else if (j.attempts >= options_.max_attempts) {
+    j.state = "failed";
+    j.finished_ms = now;
+    j.reason = fmt::format("{} during attempt {} of {}; giving up", why, j.attempts,
+                           options_.max_attempts);
+  } else {
+    // Back to the queue; remember where it ran, so a result the site sends
+    // when it comes back can still be accepted.
+    j.order["lost_site"] = site;
+    j.order["lost_pool"] = j.pool_id;
+    if (j.started_ms > 0) j.order["lost_started_ms"] = j.started_ms;
+    j.state = "pending";
+    j.site_id.clear();
+    j.pool_id.clear();
+    j.started_ms = 0;
+    j.preempt_requested = false;
+    j.reason =
+        fmt::format("{} during attempt {} of {}; requeued", why, j.attempts, options_.max_attempts);
+  }
+  return store_.UpdateJob(j, Event(j.id, j.state, j.reason));
 }
 
 Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,

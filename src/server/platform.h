@@ -126,6 +126,9 @@ class Platform {
   // Marks sites whose lease ran out down and requeues (or fails, past
   // max_attempts) the jobs they held.
   Status MarkSilentSitesDownLocked();
+  // A job its site no longer runs (lease lost, agent restarted): back to
+  // the queue, or failed past max_attempts; a pending cancel completes.
+  Status LoseJobLocked(JobRecord job, const std::string& why);
   void Learn(const JobRecord& job);
   // Schedules `job` on `pool_id` as a batch round decided, with Decide()'s
   // explanation of the job on its own beside it.

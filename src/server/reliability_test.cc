@@ -142,6 +142,30 @@ TEST_F(ReliabilityTest, AResultFromASiteThatCameBackIsAcceptedOnce) {
   EXPECT_EQ(terminal, 1);
 }
 
+TEST_F(ReliabilityTest, AJobARestartedAgentNoLongerHoldsIsPlacedAgain) {
+  auto p = Make();
+  RegisterAll(*p);
+  auto job = p->Submit(Job());
+  ASSERT_TRUE(job.ok());
+  ASSERT_TRUE(p->Report(job->id, {kNx, "running", {}, ""}).ok());
+  // An older agent that lists nothing changes nothing; one that lists its
+  // jobs and lacks this one has lost it.
+  ASSERT_TRUE(p->Heartbeat(kNx, Json::object()).ok());
+  EXPECT_EQ(p->GetJob(job->id)->state, "running");
+  ASSERT_TRUE(p->Heartbeat(kNx, Running({job->id})).ok());
+  EXPECT_EQ(p->GetJob(job->id)->state, "running");
+  ASSERT_TRUE(p->Heartbeat(kNx, Running({})).ok());
+  auto lost = p->GetJob(job->id);
+  EXPECT_EQ(lost->state, "pending");
+  EXPECT_NE(lost->reason.find("site cpn:cn.nx/acme/nx-1 restarted and no longer runs it during "
+                              "attempt 1 of 3; requeued"),
+            std::string::npos)
+      << lost->reason;
+  ASSERT_TRUE(p->Tick().ok());
+  EXPECT_EQ(p->GetJob(job->id)->state, "scheduled");
+  EXPECT_EQ(p->GetJob(job->id)->attempts, 2);
+}
+
 TEST_F(ReliabilityTest, AJobLostTooOftenFailsWithTheReason) {
   PlatformOptions o;
   o.max_attempts = 1;
