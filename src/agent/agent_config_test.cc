@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "src/core/data_dir.h"
 #include "src/testing/fixtures.h"
 
 namespace cpn {
@@ -80,6 +81,31 @@ TEST(AgentConfig, ShippedSampleSiteMatchesTheTopology) {
   const Site* zw = topo->FindSite(c->site.id);
   ASSERT_NE(zw, nullptr);
   EXPECT_EQ(SiteToJson(c->site), SiteToJson(*zw));
+}
+
+TEST(AgentConfig, SlurmSitesNamePartitionsInsteadOfCardCounts) {
+  auto catalog = Catalog::LoadDefault();
+  ASSERT_TRUE(catalog.ok());
+  auto c =
+      LoadAgentConfig(std::string(CPN_SOURCE_DATA_DIR) + "/sites/slurm-example.toml", *catalog);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->executor, "slurm");
+  EXPECT_EQ(c->partition_by_pool.at("cpn:cn.nx/zwcloud/zw-slurm/a800"), "gpu");
+  auto text = ReadFile(std::string(CPN_SOURCE_DATA_DIR) + "/sites/slurm-example.toml");
+  ASSERT_TRUE(text.ok());
+  std::string no_partition = *text;
+  no_partition.replace(no_partition.find("partition = \"gpu\"\n"), 18, "");
+  auto r = ParseAgentConfig(no_partition, "s.toml", *catalog);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("pools[0].partition"), std::string::npos)
+      << r.status().message();
+  std::string bad = *text;
+  bad.replace(bad.find("\nexecutor = \"slurm\"") + 1, 18, "executor = \"pbs\"");
+  r = ParseAgentConfig(bad, "s.toml", *catalog);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("s.toml:10: executor: expected \"local\" or \"slurm\""),
+            std::string::npos)
+      << r.status().message();
 }
 
 }  // namespace
