@@ -131,6 +131,15 @@ int main(int argc, char** argv) {
       {"dataset", {{"site", "cpn:cn.nx/zwcloud/zw-01"}, {"size_gb", 0}}},
       {"run",
        {{"command", "true"}}}}.dump();
+  // The site's agent: heartbeats keep its lease while the clients submit.
+  std::atomic<bool> stop{false};
+  std::thread agent([&] {
+    auto http = net::HttpClient::Create(url);
+    while (!stop) {
+      (void)http->Send("POST", "/v1/sites/cn.nx/zwcloud/zw-01/heartbeat", "{}");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    }
+  });
   auto submit = [&](int c, int i) {
     auto http = net::HttpClient::Create(url);
     auto r = http->Send("POST", "/v1/jobs", job, "application/json",
@@ -139,6 +148,8 @@ int main(int argc, char** argv) {
   };
   Measure(clients, 25, [&](int c, int i) { return submit(c + 1000, i); });  // warm-up
   Run cpn_run = Measure(clients, cpn_jobs / clients, submit);
+  stop = true;
+  agent.join();
   cli::Stop(*server, 3000);
 
   // sbatch against this machine's slurmctld.

@@ -225,12 +225,11 @@ Result<SiteRecord> Platform::SetDrained(const std::string& site_id, bool drained
 Result<Platform::Snapshot> Platform::SnapshotLocked() {
   auto sites = store_.ListSites();
   if (!sites.ok()) return sites.status();
-  auto active = store_.ListActiveJobs();
-  if (!active.ok()) return active.status();
+  // Summed by the store: a submission must not read every active job.
+  auto busy = store_.BusyCardsByPool();
+  if (!busy.ok()) return busy.status();
   Snapshot snap;
-  for (const auto& j : *active) {
-    if (!j.pool_id.empty()) snap.busy[j.pool_id] += j.spec["resources"]["cards"].get<int64_t>();
-  }
+  snap.busy = std::move(busy).value();
   std::vector<Site> parsed;
   for (const auto& r : *sites) {
     if (r.state == "deregistered") continue;
@@ -315,12 +314,20 @@ Result<Json> Platform::Quote(const JobSpec& job) {
 }
 
 Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
-  *placed = false;
   auto spec = JobSpecFromJson(job.spec, catalog_);
   if (!spec.ok()) return spec.status();
   sched::SchedulerInput in{&effective_, &snap.topology, &snap.loads};
   sched::Decision d = sched::Decide(*spec, in);
-  Json explained = sched::DecisionToJson(d, *spec, effective_, snap.topology);
+  std::optional<JobEvent> event = ApplyDecisionLocked(job, *spec, d, snap, placed);
+  if (!event) return Status::Ok();
+  return store_.UpdateJob(job, *event);
+}
+
+std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobSpec& spec,
+                                                      const sched::Decision& d, Snapshot& snap,
+                                                      bool* placed) {
+  *placed = false;
+  Json explained = sched::DecisionToJson(d, spec, effective_, snap.topology);
   job.updated_ms = clock_.NowMs();
   if (const sched::Option* best = d.chosen()) {
     job.state = "scheduled";
@@ -331,18 +338,18 @@ Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
     // The order: the chosen option priced now; billing uses this snapshot.
     job.order = sched::OptionToJson(*best);
     job.reason = d.summary;
-    snap.loads[best->pool_id].free_cards -= spec->cards;
+    snap.loads[best->pool_id].free_cards -= spec.cards;
     *placed = true;
-    return store_.UpdateJob(job, Event(job.id, "scheduled", d.summary));
+    return Event(job.id, "scheduled", d.summary);
   }
   // Still waiting: record why only when the reason changes, so a queued job's
   // event list does not grow every tick.
   if (job.reason != d.summary) {
     job.reason = d.summary;
     job.decision = explained;
-    return store_.UpdateJob(job, Event(job.id, "pending", d.summary));
+    return Event(job.id, "pending", d.summary);
   }
-  return Status::Ok();
+  return std::nullopt;
 }
 
 Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idempotency_key,
@@ -383,9 +390,11 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   job.spec = JobSpecToJson(spec);
   job.created_ms = job.updated_ms = clock_.NowMs();
   job.idempotency_key = idempotency_key;
-  CPN_RETURN_IF_ERROR(store_.CreateJob(job, Event(job.id, "pending", "submitted")));
+  // Accepted and placed (or queued) in one transaction: one disk sync.
+  std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
-  CPN_RETURN_IF_ERROR(PlaceLocked(job, *snap, &placed));
+  if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
+  CPN_RETURN_IF_ERROR(store_.CreateJob(job, events));
   return job;
 }
 

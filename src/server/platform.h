@@ -123,6 +123,11 @@ class Platform {
   Result<Snapshot> SnapshotLocked();
   // Tries to place a pending job; updates and persists it.
   Status PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed);
+  // Applies a decision to the job in memory; returns the event to record
+  // with it, if its state or reason changed.
+  std::optional<JobEvent> ApplyDecisionLocked(JobRecord& job, const JobSpec& spec,
+                                              const sched::Decision& d, Snapshot& snap,
+                                              bool* placed);
   // Marks sites whose lease ran out down and requeues (or fails, past
   // max_attempts) the jobs they held.
   Status MarkSilentSitesDownLocked();

@@ -337,12 +337,12 @@ Status SqliteStore::AppendEventLocked(const JobEvent& e) {
   return Status::Ok();
 }
 
-Status SqliteStore::CreateJob(const JobRecord& job, const JobEvent& event) {
+Status SqliteStore::CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
   if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
   CPN_RETURN_IF_ERROR(WriteJobLocked(job, true));
-  CPN_RETURN_IF_ERROR(AppendEventLocked(event));
+  for (const JobEvent& event : events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
   return tx.Commit();
 }
 
@@ -411,6 +411,20 @@ Result<std::vector<JobRecord>> SqliteStore::ListActiveJobs() {
 Result<std::map<std::string, int64_t>> SqliteStore::CountJobsByState() {
   std::lock_guard lock(mu_);
   Stmt s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  if (!s.ok()) return s.error();
+  std::map<std::string, int64_t> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out[s.Text(0)] = s.Int(1);
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
+Result<std::map<std::string, int64_t>> SqliteStore::BusyCardsByPool() {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "SELECT pool_id, SUM(json_extract(spec, '$.resources.cards')) FROM jobs "
+         "WHERE state NOT IN ('succeeded','failed','cancelled') AND pool_id != '' "
+         "GROUP BY pool_id");
   if (!s.ok()) return s.error();
   std::map<std::string, int64_t> out;
   int rc;

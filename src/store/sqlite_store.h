@@ -27,7 +27,8 @@ class SqliteStore final : public Store {
   Status PutSite(const SiteRecord& site) override;
   Result<std::optional<SiteRecord>> GetSite(const std::string& id) override;
   Result<std::vector<SiteRecord>> ListSites() override;
-  Status CreateJob(const JobRecord& job, const JobEvent& event) override;
+  Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) override;
+  using Store::CreateJob;
   Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) override;
   Result<std::optional<JobRecord>> GetJob(const std::string& id) override;
   Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
@@ -36,6 +37,7 @@ class SqliteStore final : public Store {
   Result<std::vector<JobRecord>> ListActiveJobs() override;
   Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) override;
   Result<std::map<std::string, int64_t>> CountJobsByState() override;
+  Result<std::map<std::string, int64_t>> BusyCardsByPool() override;
   Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) override;
   Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
                             const std::string& data) override;

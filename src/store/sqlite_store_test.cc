@@ -38,7 +38,8 @@ TEST(SqliteStore, JobsAndEventsSurviveReopen) {
     j.state = "running";
     j.exit_code = 0;
     ASSERT_TRUE((*s)->UpdateJob(j, JobEvent{0, j.id, 2, "running", "started"}).ok());
-    EXPECT_EQ((*s)->CreateJob(Job("job-000000000001", "a"), {}).code(), StatusCode::kAlreadyExists);
+    EXPECT_EQ((*s)->CreateJob(Job("job-000000000001", "a"), JobEvent{}).code(),
+              StatusCode::kAlreadyExists);
   }
   auto s = SqliteStore::Open(path);
   ASSERT_TRUE(s.ok());

@@ -89,7 +89,11 @@ class Store {
   virtual Result<std::vector<SiteRecord>> ListSites() = 0;
 
   // Creates the job with its first event; AlreadyExists if the id is taken.
-  virtual Status CreateJob(const JobRecord& job, const JobEvent& event) = 0;
+  // Creates the job with its first events, in one transaction.
+  virtual Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) = 0;
+  Status CreateJob(const JobRecord& job, const JobEvent& event) {
+    return CreateJob(job, std::vector<JobEvent>{event});
+  }
   // Replaces the job row and, if given, appends the event, in one transaction.
   virtual Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) = 0;
   virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
@@ -101,6 +105,8 @@ class Store {
   virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
   // Number of jobs in each state.
   virtual Result<std::map<std::string, int64_t>> CountJobsByState() = 0;
+  // Cards held by placed, unfinished jobs, by pool id.
+  virtual Result<std::map<std::string, int64_t>> BusyCardsByPool() = 0;
   // Jobs that finished at or after `ms` (for usage over a sliding window).
   virtual Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) = 0;
   virtual Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) = 0;
