@@ -24,6 +24,36 @@ Platform::Platform(Store& store, const Clock& clock, const Catalog& catalog,
       options_(options),
       started_ms_(clock.NowMs()) {}
 
+Status Platform::LoadActiveLocked() {
+  if (active_loaded_) return Status::Ok();
+  auto active = store_.ListActiveJobs();
+  if (!active.ok()) return active.status();
+  for (auto& j : *active) active_[j.id] = std::move(j);
+  active_loaded_ = true;
+  return Status::Ok();
+}
+
+void Platform::Remember(const JobRecord& job) {
+  if (!active_loaded_) return;  // loaded from the store when first needed
+  if (IsTerminalState(job.state)) {
+    active_.erase(job.id);
+  } else {
+    active_[job.id] = job;
+  }
+}
+
+Status Platform::CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events) {
+  CPN_RETURN_IF_ERROR(store_.CreateJob(job, events));
+  Remember(job);
+  return Status::Ok();
+}
+
+Status Platform::UpdateLocked(const JobRecord& job, const JobEvent& event) {
+  CPN_RETURN_IF_ERROR(store_.UpdateJob(job, event));
+  Remember(job);
+  return Status::Ok();
+}
+
 JobEvent Platform::Event(const std::string& job_id, const std::string& state,
                          std::string reason) const {
   return JobEvent{0, job_id, clock_.NowMs(), state, std::move(reason)};
@@ -160,8 +190,11 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
   CPN_RETURN_IF_ERROR(store_.PutSite(r));
 
   HeartbeatReply reply;
-  auto active = store_.ListActiveJobs();
-  if (!active.ok()) return active.status();
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  std::vector<JobRecord> active;  // this site's, copied: losing one changes active_
+  for (const auto& [id, job] : active_) {
+    if (job.site_id == site_id) active.push_back(job);
+  }
   std::set<std::string> assigned, holds;
   const Json* listed = nullptr;
   if (auto it = telemetry.find("active_jobs"); it != telemetry.end() && it->is_array()) {
@@ -170,8 +203,7 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
       if (id.is_string()) holds.insert(id.get<std::string>());
     }
   }
-  for (const auto& job : *active) {
-    if (job.site_id != site_id) continue;
+  for (const auto& job : active) {
     if (listed != nullptr && job.state == "running" && !holds.count(job.id)) {
       // The agent reported it running but holds it no more: it restarted
       // and lost it. Placed again, like a job on a site that lost its lease.
@@ -225,11 +257,11 @@ Result<SiteRecord> Platform::SetDrained(const std::string& site_id, bool drained
 Result<Platform::Snapshot> Platform::SnapshotLocked() {
   auto sites = store_.ListSites();
   if (!sites.ok()) return sites.status();
-  // Summed by the store: a submission must not read every active job.
-  auto busy = store_.BusyCardsByPool();
-  if (!busy.ok()) return busy.status();
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
   Snapshot snap;
-  snap.busy = std::move(busy).value();
+  for (const auto& [id, j] : active_) {
+    if (!j.pool_id.empty()) snap.busy[j.pool_id] += j.spec["resources"]["cards"].get<int64_t>();
+  }
   std::vector<Site> parsed;
   for (const auto& r : *sites) {
     if (r.state == "deregistered") continue;
@@ -320,7 +352,7 @@ Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
   sched::Decision d = sched::Decide(*spec, in);
   std::optional<JobEvent> event = ApplyDecisionLocked(job, *spec, d, snap, placed);
   if (!event) return Status::Ok();
-  return store_.UpdateJob(job, *event);
+  return UpdateLocked(job, *event);
 }
 
 std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobSpec& spec,
@@ -394,7 +426,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
-  CPN_RETURN_IF_ERROR(store_.CreateJob(job, events));
+  CPN_RETURN_IF_ERROR(CreateLocked(job, events));
   return job;
 }
 
@@ -431,13 +463,13 @@ Result<JobRecord> Platform::Cancel(const std::string& id) {
     j.state = "cancelled";
     j.finished_ms = j.updated_ms;
     j.reason = "cancelled by user before placement";
-    CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(id, "cancelled", j.reason)));
+    CPN_RETURN_IF_ERROR(UpdateLocked(j, Event(id, "cancelled", j.reason)));
     return j;
   }
   if (!j.cancel_requested) {
     j.cancel_requested = true;
     CPN_RETURN_IF_ERROR(
-        store_.UpdateJob(j, Event(id, j.state, "cancel requested; waiting for " + j.site_id)));
+        UpdateLocked(j, Event(id, j.state, "cancel requested; waiting for " + j.site_id)));
   }
   return j;
 }
@@ -466,7 +498,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
       j.exit_code = rep.exit_code;
       j.reason = (rep.reason.empty() ? rep.state : rep.reason) + " on " + rep.site_id +
                  ", reported after the site came back; result accepted";
-      return store_.UpdateJob(j, Event(job_id, j.state, j.reason));
+      return UpdateLocked(j, Event(job_id, j.state, j.reason));
     }
     return FailedPrecondition("job " + job_id + " is not assigned to site " + rep.site_id);
   }
@@ -489,7 +521,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
     j.started_ms = 0;
     j.preempt_requested = false;
     j.reason = "preempted by a higher-priority job; requeued";
-    return store_.UpdateJob(j, Event(job_id, "pending", j.reason));
+    return UpdateLocked(j, Event(job_id, "pending", j.reason));
   }
   std::string reason = rep.reason;
   if (rep.state == "running") {
@@ -505,7 +537,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   }
   j.state = rep.state;
   j.reason = reason;
-  CPN_RETURN_IF_ERROR(store_.UpdateJob(j, Event(job_id, rep.state, reason)));
+  CPN_RETURN_IF_ERROR(UpdateLocked(j, Event(job_id, rep.state, reason)));
   if (rep.state == "succeeded") Learn(j);
   return Status::Ok();
 }
@@ -556,10 +588,12 @@ Status Platform::MarkSilentSitesDownLocked() {
     }
   }
   if (lost.empty()) return Status::Ok();
-  auto active = store_.ListActiveJobs();
-  if (!active.ok()) return active.status();
-  for (JobRecord j : *active) {
-    if (!lost.count(j.site_id) || j.state == "pending") continue;
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  std::vector<JobRecord> held;
+  for (const auto& [id, j] : active_) {
+    if (lost.count(j.site_id) && j.state != "pending") held.push_back(j);
+  }
+  for (JobRecord& j : held) {
     CPN_RETURN_IF_ERROR(
         LoseJobLocked(j, fmt::format("site {} lost its lease (no heartbeat for {} s)", j.site_id,
                                      options_.heartbeat_timeout_ms / 1000)));
@@ -594,7 +628,7 @@ Status Platform::LoseJobLocked(JobRecord j, const std::string& why) {
     j.reason =
         fmt::format("{} during attempt {} of {}; requeued", why, j.attempts, options_.max_attempts);
   }
-  return store_.UpdateJob(j, Event(j.id, j.state, j.reason));
+  return UpdateLocked(j, Event(j.id, j.state, j.reason));
 }
 
 Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
@@ -640,25 +674,24 @@ Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::s
   job.reason = why;
   job.updated_ms = clock_.NowMs();
   snap.loads[pool_id].free_cards -= spec.cards;
-  return store_.UpdateJob(job, Event(job.id, "scheduled", why));
+  return UpdateLocked(job, Event(job.id, "scheduled", why));
 }
 
 Status Platform::Tick() {
   std::lock_guard lock(mu_);
   CPN_RETURN_IF_ERROR(MarkSilentSitesDownLocked());
-  auto active = store_.ListActiveJobs();
-  if (!active.ok()) return active.status();
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
   const int64_t now = clock_.NowMs();
   std::vector<JobRecord> pending;
   std::vector<JobSpec> specs;
   std::vector<sched::RunningJobInfo> running;
   std::vector<JobRecord> running_jobs;  // by RunningJobInfo::id
-  for (auto& j : *active) {
+  for (const auto& [id, j] : active_) {
     if (j.state == "pending" && !j.cancel_requested) {
       auto spec = JobSpecFromJson(j.spec, catalog_);
       if (!spec.ok()) continue;  // stored after validation; only a shrunk catalog fails here
       specs.push_back(std::move(spec).value());
-      pending.push_back(std::move(j));
+      pending.push_back(j);
     } else if (!j.pool_id.empty() && !j.order.empty()) {
       sched::RunningJobInfo r;
       r.id = running.size();
@@ -671,7 +704,7 @@ Status Platform::Tick() {
           j.spec.value("preemptible", false) && !j.preempt_requested && !j.cancel_requested;
       r.tenant = j.tenant;
       running.push_back(std::move(r));
-      running_jobs.push_back(std::move(j));
+      running_jobs.push_back(j);
     }
   }
   if (pending.empty()) return Status::Ok();
@@ -713,9 +746,9 @@ Status Platform::Tick() {
     JobRecord& victim = running_jobs[id];
     victim.preempt_requested = true;
     victim.updated_ms = now;
-    CPN_RETURN_IF_ERROR(store_.UpdateJob(
-        victim, Event(victim.id, victim.state,
-                      "preemption requested: a higher-priority job needs its cards")));
+    CPN_RETURN_IF_ERROR(
+        UpdateLocked(victim, Event(victim.id, victim.state,
+                                   "preemption requested: a higher-priority job needs its cards")));
   }
   for (size_t k = 0; k < pending.size(); ++k) {
     const sched::JobPlacement& pl = plan.jobs[k];
@@ -743,7 +776,7 @@ Status Platform::Tick() {
     if (job.reason != why) {
       job.reason = why;
       job.updated_ms = now;
-      CPN_RETURN_IF_ERROR(store_.UpdateJob(job, Event(job.id, "pending", why)));
+      CPN_RETURN_IF_ERROR(UpdateLocked(job, Event(job.id, "pending", why)));
     }
   }
   return Status::Ok();

@@ -140,6 +140,11 @@ class Platform {
   Status PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
                        Snapshot& snap, size_t round_jobs);
   JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
+  // Every job write goes through these: the store first, then active_.
+  Status CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events);
+  Status UpdateLocked(const JobRecord& job, const JobEvent& event);
+  void Remember(const JobRecord& job);
+  Status LoadActiveLocked();
 
   Store& store_;
   const Clock& clock_;
@@ -151,6 +156,11 @@ class Platform {
   std::function<std::string()> new_job_id_;
   PlatformOptions options_;
   int64_t started_ms_ = 0;  // leases count from here after a restart
+  // The unfinished jobs, derived from the store (loaded on first use, kept
+  // in step by every write), so ticks, heartbeats and submissions do not
+  // read every active job from disk.
+  std::map<std::string, JobRecord> active_;
+  bool active_loaded_ = false;
   std::mutex mu_;
   sched::BatchScheduler batch_;
 };

@@ -294,7 +294,8 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
                            : "UPDATE jobs SET tenant=?2, spec=?3, state=?4, site_id=?5, "
                              "pool_id=?6, decision=?7, ord=?8, cancel_requested=?9, "
                              "attempts=?10, exit_code=?11, reason=?12, created_ms=?13, "
-                             "updated_ms=?14, started_ms=?15, finished_ms=?16, log_bytes=?17, "
+                             "updated_ms=?14, started_ms=?15, finished_ms=?16, "
+                             "log_bytes=MAX(log_bytes, ?17), "
                              "idem_key=?18 WHERE id=?1";
   Stmt s(db_, sql.c_str());
   if (!s.ok()) return s.error();
