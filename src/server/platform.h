@@ -3,8 +3,9 @@
 // It registers sites, senses them through heartbeats (telemetry, liveness),
 // quotes and accepts jobs, places them with the scheduler library, hands
 // placed jobs to their site's agent in the heartbeat reply, and records every
-// state change the agents report. All state is in the Store; the platform
-// keeps no cache that a restart would lose. A mutex serialises mutations so
+// state change the agents report. All state is in the Store; the platform's
+// in-memory index of unfinished jobs is derived from it (loaded on first use,
+// written through), so a restart loses nothing. A mutex serialises mutations so
 // two placements can never take the same cards. Time comes from the injected
 // Clock and job ids from the injected generator, so tests are deterministic.
 #pragma once
