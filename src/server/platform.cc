@@ -28,16 +28,30 @@ Status Platform::LoadActiveLocked() {
   if (active_loaded_) return Status::Ok();
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
-  for (auto& j : *active) active_[j.id] = std::move(j);
+  busy_by_pool_.clear();
+  for (auto& j : *active) {
+    CountBusy(j, +1);
+    active_[j.id] = std::move(j);
+  }
   active_loaded_ = true;
   return Status::Ok();
 }
 
+void Platform::CountBusy(const JobRecord& job, int64_t sign) {
+  if (job.pool_id.empty()) return;
+  int64_t& cards = busy_by_pool_[job.pool_id];
+  cards += sign * job.spec["resources"].value("cards", int64_t{0});
+  if (cards == 0) busy_by_pool_.erase(job.pool_id);
+}
+
 void Platform::Remember(const JobRecord& job) {
   if (!active_loaded_) return;  // loaded from the store when first needed
+  auto it = active_.find(job.id);
+  if (it != active_.end()) CountBusy(it->second, -1);
   if (IsTerminalState(job.state)) {
-    active_.erase(job.id);
+    if (it != active_.end()) active_.erase(it);
   } else {
+    CountBusy(job, +1);
     active_[job.id] = job;
   }
 }
@@ -259,9 +273,7 @@ Result<Platform::Snapshot> Platform::SnapshotLocked() {
   if (!sites.ok()) return sites.status();
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
   Snapshot snap;
-  for (const auto& [id, j] : active_) {
-    if (!j.pool_id.empty()) snap.busy[j.pool_id] += j.spec["resources"]["cards"].get<int64_t>();
-  }
+  snap.busy = busy_by_pool_;
   std::vector<Site> parsed;
   for (const auto& r : *sites) {
     if (r.state == "deregistered") continue;

@@ -145,6 +145,7 @@ class Platform {
   Status CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events);
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   void Remember(const JobRecord& job);
+  void CountBusy(const JobRecord& job, int64_t sign);
   Status LoadActiveLocked();
 
   Store& store_;
@@ -161,6 +162,7 @@ class Platform {
   // in step by every write), so ticks, heartbeats and submissions do not
   // read every active job from disk.
   std::map<std::string, JobRecord> active_;
+  std::map<std::string, int64_t> busy_by_pool_;  // cards held by active_'s placed jobs
   bool active_loaded_ = false;
   std::mutex mu_;
   sched::BatchScheduler batch_;

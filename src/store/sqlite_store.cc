@@ -374,7 +374,8 @@ Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& w
 Result<std::optional<JobRecord>> SqliteStore::FindJobByIdempotencyKey(const std::string& tenant,
                                                                       const std::string& key) {
   std::lock_guard lock(mu_);
-  auto r = QueryJobsLocked("WHERE tenant=?1 AND idem_key=?2", {tenant, key}, 1);
+  // "idem_key != ''" lets SQLite use the partial index jobs_by_idem_key.
+  auto r = QueryJobsLocked("WHERE tenant=?1 AND idem_key=?2 AND idem_key != ''", {tenant, key}, 1);
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<JobRecord>();
   return std::optional<JobRecord>(std::move(r->front()));
