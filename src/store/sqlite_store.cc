@@ -421,20 +421,6 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountJobsByState() {
   return out;
 }
 
-Result<std::map<std::string, int64_t>> SqliteStore::BusyCardsByPool() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_,
-         "SELECT pool_id, SUM(json_extract(spec, '$.resources.cards')) FROM jobs "
-         "WHERE state NOT IN ('succeeded','failed','cancelled') AND pool_id != '' "
-         "GROUP BY pool_id");
-  if (!s.ok()) return s.error();
-  std::map<std::string, int64_t> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out[s.Text(0)] = s.Int(1);
-  if (rc != SQLITE_DONE) return s.error();
-  return out;
-}
-
 Result<std::vector<JobRecord>> SqliteStore::ListJobsFinishedSince(int64_t ms) {
   std::lock_guard lock(mu_);
   return QueryJobsLocked("WHERE finished_ms >= ?1", {std::to_string(ms)},

@@ -37,7 +37,6 @@ class SqliteStore final : public Store {
   Result<std::vector<JobRecord>> ListActiveJobs() override;
   Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) override;
   Result<std::map<std::string, int64_t>> CountJobsByState() override;
-  Result<std::map<std::string, int64_t>> BusyCardsByPool() override;
   Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) override;
   Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
                             const std::string& data) override;

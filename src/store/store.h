@@ -105,8 +105,6 @@ class Store {
   virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
   // Number of jobs in each state.
   virtual Result<std::map<std::string, int64_t>> CountJobsByState() = 0;
-  // Cards held by placed, unfinished jobs, by pool id.
-  virtual Result<std::map<std::string, int64_t>> BusyCardsByPool() = 0;
   // Jobs that finished at or after `ms` (for usage over a sliding window).
   virtual Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) = 0;
   virtual Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) = 0;
