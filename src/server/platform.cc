@@ -11,6 +11,19 @@
 
 namespace cpn {
 
+namespace {
+
+// Back to the queue: no site, pool or start time; the caller says why.
+void ReturnToQueue(JobRecord& j) {
+  j.state = "pending";
+  j.site_id.clear();
+  j.pool_id.clear();
+  j.started_ms = 0;
+  j.preempt_requested = false;
+}
+
+}  // namespace
+
 Platform::Platform(Store& store, const Clock& clock, const Catalog& catalog,
                    const Topology& network, std::function<std::string()> new_job_id,
                    PlatformOptions options)
@@ -526,12 +539,8 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   j.updated_ms = now;
   if (j.preempt_requested && rep.state != "running") {
     // Stopped for a higher-priority job: back to the queue, not finished.
-    j.state = "pending";
-    j.site_id.clear();
-    j.pool_id.clear();
+    ReturnToQueue(j);
     j.order = Json::object();
-    j.started_ms = 0;
-    j.preempt_requested = false;
     j.reason = "preempted by a higher-priority job; requeued";
     return UpdateLocked(j, Event(job_id, "pending", j.reason));
   }
@@ -632,11 +641,7 @@ Status Platform::LoseJobLocked(JobRecord j, const std::string& why) {
     j.order["lost_site"] = site;
     j.order["lost_pool"] = j.pool_id;
     if (j.started_ms > 0) j.order["lost_started_ms"] = j.started_ms;
-    j.state = "pending";
-    j.site_id.clear();
-    j.pool_id.clear();
-    j.started_ms = 0;
-    j.preempt_requested = false;
+    ReturnToQueue(j);
     j.reason =
         fmt::format("{} during attempt {} of {}; requeued", why, j.attempts, options_.max_attempts);
   }
