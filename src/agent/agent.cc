@@ -218,7 +218,9 @@ void Agent::PollJobs() {
   for (auto& [id, job] : jobs_) {
     if (job.finished || !job.started) continue;
     auto r = executor_.Poll(id);
-    if (!r.ok() || !r->finished) continue;
+    if (!r.ok()) continue;
+    if (r->running || r->finished) job.running = true;
+    if (!r->finished) continue;
     job.finished = true;
     job.exit_code = r->exit_code;
     ReleaseSlots(job.pool_id, job.slots);
@@ -283,7 +285,9 @@ Status Agent::Flush() {
   const int64_t start_ms = clock_.NowMs();
   for (auto& [id, job] : jobs_) {
     if (clock_.NowMs() - start_ms > config_.heartbeat_ms) break;
-    if (job.started && !job.running_reported) {
+    // "running" when the executor says so: under Slurm a job may wait in the
+    // queue first.
+    if (job.running && !job.running_reported) {
       Status s = Report(id, "running", job);
       if (s.code() == StatusCode::kUnavailable) return s;
       // Anything else (e.g. the job was cancelled meanwhile) is final: move on.

@@ -45,7 +45,8 @@ class Agent {
     std::vector<int> slots;
     std::string log_path;
     int64_t log_shipped = 0;
-    bool started = false;
+    bool started = false;  // handed to the executor
+    bool running = false;  // the executor says it runs (or ran)
     bool running_reported = false;
     bool finished = false;
     bool cancel_requested = false;

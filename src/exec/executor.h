@@ -27,6 +27,8 @@ struct ExecSpec {
 };
 
 struct ExecResult {
+  // Running now (a batch system may hold a submitted job pending first).
+  bool running = false;
   bool finished = false;
   int exit_code = 0;  // valid when finished and !signaled
   bool signaled = false;

@@ -136,6 +136,11 @@ TEST_P(ExecutorConformance, KillStopsARunningJob) {
   for (int i = 0; i < 500 && Slurp(spec.log_path).find("started") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  // It printed, so it runs, and the executor says so.
+  auto now = h->executor->Poll(spec.job_id);
+  ASSERT_TRUE(now.ok());
+  EXPECT_TRUE(now->running);
+  EXPECT_FALSE(now->finished);
   ASSERT_TRUE(h->executor->Kill(spec.job_id).ok());
   ExecResult r = WaitFor(*h, spec.job_id);
   EXPECT_TRUE(r.finished);

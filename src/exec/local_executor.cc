@@ -97,7 +97,9 @@ Result<ExecResult> LocalExecutor::Poll(const std::string& job_id) {
   if (c.term_sent_ms > 0 && clock_.NowMs() - c.term_sent_ms > kill_grace_ms_) {
     ::kill(-c.pid, SIGKILL);
   }
-  return ExecResult{};
+  ExecResult running;
+  running.running = true;  // a started process runs at once
+  return running;
 }
 
 Status LocalExecutor::Kill(const std::string& job_id) {

@@ -135,7 +135,11 @@ Result<ExecResult> SlurmExecutor::Poll(const std::string& job_id) {
   if (!r.ok()) return r.status();
   if (r->exit_code == 0) {
     std::string state = Field(r->out, "JobState");
-    if (!IsFinal(state)) return ExecResult{};
+    if (!IsFinal(state)) {
+      ExecResult pending_or_running;
+      pending_or_running.running = state == "RUNNING" || state == "COMPLETING";
+      return pending_or_running;
+    }
     return Finished(state, Field(r->out, "ExitCode"));
   }
   // The controller forgets finished jobs after MinJobAge: ask the job
