@@ -42,11 +42,10 @@ Status Platform::LoadActiveLocked() {
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
   busy_by_pool_.clear();
-  for (auto& j : *active) {
-    CountBusy(j, +1);
-    active_[j.id] = std::move(j);
-  }
+  active_keys_.clear();
+  specs_.clear();
   active_loaded_ = true;
+  for (auto& j : *active) Remember(j);
   return Status::Ok();
 }
 
@@ -60,25 +59,107 @@ void Platform::CountBusy(const JobRecord& job, int64_t sign) {
 void Platform::Remember(const JobRecord& job) {
   if (!active_loaded_) return;  // loaded from the store when first needed
   auto it = active_.find(job.id);
-  if (it != active_.end()) CountBusy(it->second, -1);
+  if (it != active_.end()) {
+    // Cards given back: a waiting job may fit now.
+    if (!it->second.pool_id.empty() && it->second.pool_id != job.pool_id) replan_ = true;
+    CountBusy(it->second, -1);
+  }
   if (IsTerminalState(job.state)) {
     if (it != active_.end()) active_.erase(it);
+    active_keys_.erase({job.tenant, job.idempotency_key});
+    specs_.erase(job.id);
   } else {
     CountBusy(job, +1);
-    active_[job.id] = job;
+    if (it != active_.end()) {
+      it->second = job;
+    } else {
+      active_.emplace(job.id, job);
+    }
+    if (!job.idempotency_key.empty()) active_keys_[{job.tenant, job.idempotency_key}] = job.id;
   }
 }
 
-Status Platform::CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events) {
-  CPN_RETURN_IF_ERROR(store_.CreateJob(job, events));
-  Remember(job);
+Result<uint64_t> Platform::EnqueueLocked(JobWrite write) {
+  std::lock_guard lock(log_mu_);
+  if (!log_error_.ok()) return log_error_;
+  log_queue_.push_back(std::move(write));
+  return ++log_queued_;
+}
+
+uint64_t Platform::LastQueuedSeq() {
+  std::lock_guard lock(log_mu_);
+  return log_queued_;
+}
+
+Status Platform::WaitDurable(uint64_t seq) {
+  std::unique_lock lock(log_mu_);
+  while (log_durable_ < seq) {
+    if (!log_error_.ok()) return log_error_;
+    if (log_writing_) {
+      log_cv_.wait(lock);
+      continue;
+    }
+    // Leader: commit everything queued so far in one transaction.
+    std::vector<JobWrite> batch;
+    batch.swap(log_queue_);
+    const uint64_t upto = log_queued_;
+    log_writing_ = true;
+    lock.unlock();
+    Status written = store_.WriteJobs(batch);
+    lock.lock();
+    log_writing_ = false;
+    if (written.ok()) {
+      log_durable_ = upto;
+    } else {
+      log_error_ = Unavailable("the platform could not write to its store (" + written.ToString() +
+                               "); it accepts no changes until restarted");
+    }
+    log_cv_.notify_all();
+  }
   return Status::Ok();
 }
 
-Status Platform::UpdateLocked(const JobRecord& job, const JobEvent& event) {
-  CPN_RETURN_IF_ERROR(store_.UpdateJob(job, event));
+Result<uint64_t> Platform::CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events) {
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  auto seq = EnqueueLocked(JobWrite{job, true, events});
+  if (!seq.ok()) return seq.status();
   Remember(job);
-  return Status::Ok();
+  return *seq;
+}
+
+Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEvent& event) {
+  auto seq = EnqueueLocked(JobWrite{job, false, {event}});
+  if (!seq.ok()) return seq.status();
+  Remember(job);
+  return *seq;
+}
+
+Status Platform::UpdateLocked(const JobRecord& job, const JobEvent& event) {
+  auto seq = QueueUpdateLocked(job, event);
+  if (!seq.ok()) return seq.status();
+  return WaitDurable(*seq);
+}
+
+Result<JobRecord> Platform::FindLocked(const std::string& id) {
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  if (auto it = active_.find(id); it != active_.end()) return it->second;
+  return GetJob(id);
+}
+
+const JobSpec* Platform::SpecLocked(const JobRecord& job) {
+  auto it = specs_.find(job.id);
+  if (it != specs_.end()) return it->second.get();
+  auto spec = JobSpecFromJson(job.spec, catalog_);
+  if (!spec.ok()) return nullptr;  // stored after validation; only a shrunk catalog fails here
+  auto shared = std::make_shared<const JobSpec>(std::move(spec).value());
+  const JobSpec* out = shared.get();
+  specs_[job.id] = std::move(shared);
+  return out;
+}
+
+void Platform::NetworkChangedLocked() {
+  net_cache_.reset();
+  replan_ = true;
 }
 
 JobEvent Platform::Event(const std::string& job_id, const std::string& state,
@@ -167,6 +248,7 @@ Result<SiteRecord> Platform::RegisterSite(const Json& body) {
   if (existing->has_value()) r.telemetry = (*existing)->telemetry;
   // A re-registration may shrink a pool; cards held by running jobs stay held.
   CPN_RETURN_IF_ERROR(store_.PutSite(r));
+  NetworkChangedLocked();
   return r;
 }
 
@@ -180,6 +262,7 @@ Status Platform::DeregisterSite(const std::string& id) {
   }
   SiteRecord r = **existing;
   r.state = "deregistered";
+  NetworkChangedLocked();
   return store_.PutSite(r);
 }
 
@@ -204,13 +287,14 @@ Result<std::vector<SiteRecord>> Platform::ListSites() {
 Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Json& telemetry) {
   CPN_RETURN_IF_ERROR(ValidateSiteId(site_id, "site"));
   if (!telemetry.is_object()) return InvalidArgument("heartbeat: expected a JSON object");
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto existing = store_.GetSite(site_id);
   if (!existing.ok()) return existing.status();
   if (!existing->has_value() || (*existing)->state == "deregistered") {
     return NotFound("site " + site_id + " is not registered; register it first");
   }
   SiteRecord r = **existing;
+  if (r.state != "up") NetworkChangedLocked();
   r.state = "up";
   r.last_heartbeat_ms = clock_.NowMs();
   r.telemetry = telemetry;
@@ -264,6 +348,11 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
       }
     }
   }
+  // The jobs handed out must be on disk first: a site never runs a job a
+  // crash could forget.
+  const uint64_t seq = LastQueuedSeq();
+  lock.unlock();
+  CPN_RETURN_IF_ERROR(WaitDurable(seq));
   return reply;
 }
 
@@ -277,40 +366,50 @@ Result<SiteRecord> Platform::SetDrained(const std::string& site_id, bool drained
   }
   SiteRecord r = **existing;
   r.drained = drained;
+  NetworkChangedLocked();
   CPN_RETURN_IF_ERROR(store_.PutSite(r));
   return r;
 }
 
 Result<Platform::Snapshot> Platform::SnapshotLocked() {
-  auto sites = store_.ListSites();
-  if (!sites.ok()) return sites.status();
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  if (net_cache_ == nullptr) {
+    auto sites = store_.ListSites();
+    if (!sites.ok()) return sites.status();
+    std::vector<Site> parsed;
+    std::vector<PoolCapacity> pools;
+    for (const auto& r : *sites) {
+      if (r.state == "deregistered") continue;
+      auto s = SiteFromJson(r.site, "stored site", catalog_);
+      if (!s.ok())
+        continue;  // written by us after validation; cannot fail unless the catalog shrank
+      for (const auto& p : s->pools)
+        pools.push_back({p.id, p.cards, r.state == "up" && !r.drained});
+      parsed.push_back(std::move(s).value());
+    }
+    // Sites the network file knows but that have not registered still tell
+    // the scheduler where data lives (location, jurisdiction), without pools.
+    for (const Site& known : network_.sites()) {
+      bool registered = std::any_of(parsed.begin(), parsed.end(),
+                                    [&](const Site& s) { return s.id == known.id; });
+      if (!registered) {
+        Site location_only = known;
+        location_only.pools.clear();
+        parsed.push_back(std::move(location_only));
+      }
+    }
+    net_cache_ = std::make_shared<const Topology>(Topology::Make(
+        std::move(parsed), network_.links(), network_.intra_area(), network_.default_link()));
+    pools_cache_ = std::move(pools);
+  }
   Snapshot snap;
+  snap.net = net_cache_;
   snap.busy = busy_by_pool_;
-  std::vector<Site> parsed;
-  for (const auto& r : *sites) {
-    if (r.state == "deregistered") continue;
-    auto s = SiteFromJson(r.site, "stored site", catalog_);
-    if (!s.ok()) continue;  // written by us after validation; cannot fail unless the catalog shrank
-    for (const auto& p : s->pools) {
-      int64_t busy = snap.busy.count(p.id) ? snap.busy[p.id] : 0;
-      snap.loads[p.id] = {std::max<int64_t>(0, p.cards - busy), r.state == "up" && !r.drained};
-    }
-    parsed.push_back(std::move(s).value());
+  for (const PoolCapacity& p : pools_cache_) {
+    auto held = busy_by_pool_.find(p.pool_id);
+    int64_t busy = held == busy_by_pool_.end() ? 0 : held->second;
+    snap.loads[p.pool_id] = {std::max<int64_t>(0, p.cards - busy), p.usable};
   }
-  // Sites the network file knows but that have not registered still tell the
-  // scheduler where data lives (location, jurisdiction), without any pools.
-  for (const Site& known : network_.sites()) {
-    bool registered =
-        std::any_of(parsed.begin(), parsed.end(), [&](const Site& s) { return s.id == known.id; });
-    if (!registered) {
-      Site location_only = known;
-      location_only.pools.clear();
-      parsed.push_back(std::move(location_only));
-    }
-  }
-  snap.topology = Topology::Make(std::move(parsed), network_.links(), network_.intra_area(),
-                                 network_.default_link());
   return snap;
 }
 
@@ -323,7 +422,7 @@ Result<Json> Platform::Resources(const ResourceQuery& q) {
   std::map<std::string, const SiteRecord*> records;
   for (const auto& r : *sites) records[r.id] = &r;
   Json out = Json::array();
-  for (const Site& s : snap->topology.sites()) {
+  for (const Site& s : snap->net->sites()) {
     if (!q.area.empty() && s.area != q.area) continue;
     if (!q.jurisdiction.empty() && s.jurisdiction != q.jurisdiction) continue;
     const SiteRecord* rec = records[s.id];
@@ -365,15 +464,15 @@ Result<Json> Platform::Quote(const JobSpec& job) {
   std::lock_guard lock(mu_);
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
-  sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
+  sched::SchedulerInput in{&effective_, snap->net.get(), &snap->loads};
   sched::Decision d = sched::Decide(job, in);
-  return sched::DecisionToJson(d, job, effective_, snap->topology);
+  return sched::DecisionToJson(d, job, effective_, (*snap->net));
 }
 
 Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
   auto spec = JobSpecFromJson(job.spec, catalog_);
   if (!spec.ok()) return spec.status();
-  sched::SchedulerInput in{&effective_, &snap.topology, &snap.loads};
+  sched::SchedulerInput in{&effective_, snap.net.get(), &snap.loads};
   sched::Decision d = sched::Decide(*spec, in);
   std::optional<JobEvent> event = ApplyDecisionLocked(job, *spec, d, snap, placed);
   if (!event) return Status::Ok();
@@ -384,7 +483,7 @@ std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobS
                                                       const sched::Decision& d, Snapshot& snap,
                                                       bool* placed) {
   *placed = false;
-  Json explained = sched::DecisionToJson(d, spec, effective_, snap.topology);
+  Json explained = sched::DecisionToJson(d, spec, effective_, (*snap.net));
   job.updated_ms = clock_.NowMs();
   if (const sched::Option* best = d.chosen()) {
     job.state = "scheduled";
@@ -420,22 +519,34 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
       return InvalidArgument("Idempotency-Key: expected 1-128 printable ASCII characters");
     }
   }
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
   if (!idempotency_key.empty()) {
-    auto earlier = store_.FindJobByIdempotencyKey(spec.tenant, idempotency_key);
-    if (!earlier.ok()) return earlier.status();
-    if (earlier->has_value()) {
-      if ((*earlier)->spec != JobSpecToJson(spec)) {
+    // An unfinished job is found in memory (its first submission may still
+    // be committing); a finished one in the store.
+    std::optional<JobRecord> earlier;
+    if (auto it = active_keys_.find({spec.tenant, idempotency_key}); it != active_keys_.end()) {
+      earlier = active_.at(it->second);
+    } else {
+      auto stored = store_.FindJobByIdempotencyKey(spec.tenant, idempotency_key);
+      if (!stored.ok()) return stored.status();
+      earlier = std::move(stored).value();
+    }
+    if (earlier.has_value()) {
+      if (earlier->spec != JobSpecToJson(spec)) {
         return FailedPrecondition("Idempotency-Key '" + idempotency_key + "' was used for " +
-                                  (*earlier)->id + ", a different job; use a new key");
+                                  earlier->id + ", a different job; use a new key");
       }
       if (replayed != nullptr) *replayed = true;
-      return **earlier;
+      const uint64_t seq = LastQueuedSeq();
+      lock.unlock();
+      CPN_RETURN_IF_ERROR(WaitDurable(seq));
+      return *earlier;
     }
   }
   auto snap = SnapshotLocked();
   if (!snap.ok()) return snap.status();
-  sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
+  sched::SchedulerInput in{&effective_, snap->net.get(), &snap->loads};
   sched::Decision d = sched::Decide(spec, in);
   if (d.outcome == sched::Outcome::kInfeasible) {
     return FailedPrecondition("job cannot run anywhere in the network: " + d.summary +
@@ -451,7 +562,11 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
-  CPN_RETURN_IF_ERROR(CreateLocked(job, events));
+  auto seq = CreateLocked(job, events);
+  if (!seq.ok()) return seq.status();
+  // Acknowledged once on disk; concurrent submissions share the sync.
+  lock.unlock();
+  CPN_RETURN_IF_ERROR(WaitDurable(*seq));
   return job;
 }
 
@@ -476,8 +591,9 @@ Result<std::vector<JobEvent>> Platform::Events(const std::string& id) {
 }
 
 Result<JobRecord> Platform::Cancel(const std::string& id) {
+  if (!IsValidJobId(id)) return GetJob(id).status();
   std::lock_guard lock(mu_);
-  auto job = GetJob(id);
+  auto job = FindLocked(id);
   if (!job.ok()) return job.status();
   JobRecord j = *job;
   if (IsTerminalState(j.state)) {
@@ -505,8 +621,9 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
     return InvalidArgument("state: expected running, succeeded, failed or cancelled, got '" +
                            rep.state.substr(0, 32) + "'");
   }
+  if (!IsValidJobId(job_id)) return GetJob(job_id).status();
   std::lock_guard lock(mu_);
-  auto found = GetJob(job_id);
+  auto found = FindLocked(job_id);
   if (!found.ok()) return found.status();
   JobRecord j = *found;
   if (j.site_id != rep.site_id) {
@@ -604,6 +721,7 @@ Status Platform::MarkSilentSitesDownLocked() {
     int64_t since = std::max(r.last_heartbeat_ms, started_ms_);
     if (r.state == "up" && now - since > options_.heartbeat_timeout_ms) {
       r.state = "down";
+      NetworkChangedLocked();
       CPN_RETURN_IF_ERROR(store_.PutSite(r));
       lost.insert(r.id);
     }
@@ -645,14 +763,15 @@ Status Platform::LoseJobLocked(JobRecord j, const std::string& why) {
     j.reason =
         fmt::format("{} during attempt {} of {}; requeued", why, j.attempts, options_.max_attempts);
   }
-  return UpdateLocked(j, Event(j.id, j.state, j.reason));
+  // Its callers (Tick, Heartbeat) wait for the disk once, after all writes.
+  return QueueUpdateLocked(j, Event(j.id, j.state, j.reason)).status();
 }
 
 Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
                                Snapshot& snap, size_t round_jobs) {
-  sched::SchedulerInput in{&effective_, &snap.topology, &snap.loads};
+  sched::SchedulerInput in{&effective_, snap.net.get(), &snap.loads};
   sched::Decision d = sched::Decide(spec, in);
-  Json explained = sched::DecisionToJson(d, spec, effective_, snap.topology);
+  Json explained = sched::DecisionToJson(d, spec, effective_, (*snap.net));
   std::optional<sched::Option> chosen;
   size_t rank = 0;
   for (size_t i = 0; i < d.ranked.size() && !chosen; ++i) {
@@ -665,11 +784,11 @@ Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::s
     // Outside what Decide ranks now (it only ranks pools with room for the
     // job alone): estimate the chosen pool directly.
     auto pool = ParseResourceId(pool_id);
-    const Site* site = pool.ok() ? snap.topology.FindSite(pool->SiteId()) : nullptr;
+    const Site* site = pool.ok() ? snap.net->FindSite(pool->SiteId()) : nullptr;
     const Pool* p = site ? site->FindPool(pool_id) : nullptr;
     const AcceleratorModel* m = p ? effective_.Find(p->accelerator) : nullptr;
     if (m == nullptr) return Internal("batch round chose unknown pool " + pool_id);
-    chosen = sched::Estimate(spec, *site, *p, *m, snap.topology);
+    chosen = sched::Estimate(spec, *site, *p, *m, (*snap.net));
   }
   std::string why = rank == 1
                         ? fmt::format(
@@ -691,24 +810,40 @@ Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::s
   job.reason = why;
   job.updated_ms = clock_.NowMs();
   snap.loads[pool_id].free_cards -= spec.cards;
-  return UpdateLocked(job, Event(job.id, "scheduled", why));
+  return QueueUpdateLocked(job, Event(job.id, "scheduled", why)).status();  // Tick waits
 }
 
 Status Platform::Tick() {
   std::lock_guard lock(mu_);
+  CPN_RETURN_IF_ERROR(RoundLocked());
+  // A round's writes (placements, requeues, reasons) share one disk sync.
+  return WaitDurable(LastQueuedSeq());
+}
+
+Status Platform::RoundLocked() {
   CPN_RETURN_IF_ERROR(MarkSilentSitesDownLocked());
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  // A round over a long queue costs real time under mu_: when nothing
+  // changed that could place a waiting job (cards given back, a site up,
+  // registered, resumed), an expensive round runs at most a tenth of the
+  // time; cheap rounds always run, so waiting jobs' ageing is seen.
+  const auto round_start = std::chrono::steady_clock::now();
+  if (!replan_ && last_round_s_ > 0.02 &&
+      std::chrono::duration<double>(round_start - last_round_end_).count() < 10 * last_round_s_) {
+    return Status::Ok();
+  }
+  replan_ = false;
   const int64_t now = clock_.NowMs();
-  std::vector<JobRecord> pending;
-  std::vector<JobSpec> specs;
+  std::vector<const JobRecord*> pending;
+  std::vector<const JobSpec*> specs;
   std::vector<sched::RunningJobInfo> running;
-  std::vector<JobRecord> running_jobs;  // by RunningJobInfo::id
+  std::vector<const JobRecord*> running_jobs;  // by RunningJobInfo::id
   for (const auto& [id, j] : active_) {
     if (j.state == "pending" && !j.cancel_requested) {
-      auto spec = JobSpecFromJson(j.spec, catalog_);
-      if (!spec.ok()) continue;  // stored after validation; only a shrunk catalog fails here
-      specs.push_back(std::move(spec).value());
-      pending.push_back(j);
+      const JobSpec* spec = SpecLocked(j);
+      if (spec == nullptr) continue;
+      specs.push_back(spec);
+      pending.push_back(&j);
     } else if (!j.pool_id.empty() && !j.order.empty()) {
       sched::RunningJobInfo r;
       r.id = running.size();
@@ -721,7 +856,7 @@ Status Platform::Tick() {
           j.spec.value("preemptible", false) && !j.preempt_requested && !j.cancel_requested;
       r.tenant = j.tenant;
       running.push_back(std::move(r));
-      running_jobs.push_back(j);
+      running_jobs.push_back(&j);
     }
   }
   if (pending.empty()) return Status::Ok();
@@ -729,10 +864,10 @@ Status Platform::Tick() {
   if (!snap.ok()) return snap.status();
   std::vector<sched::PendingJob> round;
   for (size_t k = 0; k < pending.size(); ++k) {
-    round.push_back({&specs[k], static_cast<double>(now - pending[k].created_ms) / 3.6e6, false});
+    round.push_back({specs[k], static_cast<double>(now - pending[k]->created_ms) / 3.6e6, false});
   }
   sched::BatchView view =
-      sched::MakeBatchInput(effective_, snap->topology, snap->loads, round, running);
+      sched::MakeBatchInput(effective_, *snap->net, snap->loads, round, running);
   // Weighted fair share: FP16 PFLOPS-hours each tenant used in the window,
   // from running jobs and jobs that ended inside it.
   const int64_t window_start = now - options_.fair_share_window_ms;
@@ -753,25 +888,26 @@ Status Platform::Tick() {
       }
     }
   };
-  for (const JobRecord& j : running_jobs) add_usage(j);
+  for (const JobRecord* j : running_jobs) add_usage(*j);
   for (const JobRecord& j : *finished) add_usage(j);
   const sched::PlacementPlan& plan = batch_.Schedule(view.input);
   // Preemptions: ask the sites to stop the victims; each is requeued when its
   // site confirms, and the job that needs the cards is placed in a later
   // round, once they are free.
   for (uint64_t id : plan.preempt) {
-    JobRecord& victim = running_jobs[id];
+    JobRecord victim = *running_jobs[id];
     victim.preempt_requested = true;
     victim.updated_ms = now;
-    CPN_RETURN_IF_ERROR(
-        UpdateLocked(victim, Event(victim.id, victim.state,
-                                   "preemption requested: a higher-priority job needs its cards")));
+    auto seq = QueueUpdateLocked(
+        victim, Event(victim.id, victim.state,
+                      "preemption requested: a higher-priority job needs its cards"));
+    if (!seq.ok()) return seq.status();
   }
   for (size_t k = 0; k < pending.size(); ++k) {
     const sched::JobPlacement& pl = plan.jobs[k];
-    JobRecord& job = pending[k];
     if (pl.outcome == sched::JobOutcome::kPlaced && pl.pool >= 0) {
-      CPN_RETURN_IF_ERROR(PlaceOnLocked(job, specs[k], view.pool_ids[static_cast<size_t>(pl.pool)],
+      JobRecord job = *pending[k];
+      CPN_RETURN_IF_ERROR(PlaceOnLocked(job, *specs[k], view.pool_ids[static_cast<size_t>(pl.pool)],
                                         *snap, pending.size()));
       continue;
     }
@@ -783,19 +919,23 @@ Status Platform::Tick() {
       why = fmt::format("queued: holds the reservation on {}, expected to start in {:.1f} h",
                         view.pool_ids[static_cast<size_t>(pl.pool)], pl.start_in_h);
     } else if (pl.outcome == sched::JobOutcome::kInfeasible) {
-      sched::SchedulerInput in{&effective_, &snap->topology, &snap->loads};
-      why = sched::Decide(specs[k], in).summary;
+      sched::SchedulerInput in{&effective_, snap->net.get(), &snap->loads};
+      why = sched::Decide(*specs[k], in).summary;
     } else {
-      why = fmt::format("queued: no pool that fits has {} free cards now", specs[k].cards);
+      why = fmt::format("queued: no pool that fits has {} free cards now", specs[k]->cards);
     }
     // Record the reason only when it changes, so a queued job's events do
     // not grow every round.
-    if (job.reason != why) {
+    if (pending[k]->reason != why) {
+      JobRecord job = *pending[k];
       job.reason = why;
       job.updated_ms = now;
-      CPN_RETURN_IF_ERROR(UpdateLocked(job, Event(job.id, "pending", why)));
+      auto seq = QueueUpdateLocked(job, Event(job.id, "pending", why));
+      if (!seq.ok()) return seq.status();
     }
   }
+  last_round_end_ = std::chrono::steady_clock::now();
+  last_round_s_ = std::chrono::duration<double>(last_round_end_ - round_start).count();
   return Status::Ok();
 }
 
@@ -861,7 +1001,7 @@ Result<std::string> Platform::Metrics() {
   out +=
       "# HELP cpn_pool_free_cards Cards not held by active jobs.\n"
       "# TYPE cpn_pool_free_cards gauge\n";
-  for (const Site& s : snap->topology.sites()) {
+  for (const Site& s : snap->net->sites()) {
     for (const Pool& p : s.pools) {
       out += fmt::format("cpn_pool_cards{{pool=\"{}\",accelerator=\"{}\"}} {}\n", p.id,
                          p.accelerator, p.cards);

@@ -6,12 +6,17 @@
 // state change the agents report. All state is in the Store; the platform's
 // in-memory index of unfinished jobs is derived from it (loaded on first use,
 // written through), so a restart loses nothing. A mutex serialises mutations so
-// two placements can never take the same cards. Time comes from the injected
-// Clock and job ids from the injected generator, so tests are deterministic.
+// two placements can never take the same cards. Job writes are group-committed:
+// concurrent submissions decide under the mutex, then share one transaction
+// and one disk sync outside it; nothing is acknowledged before it is on disk. Time comes from the
+// injected Clock and job ids from the injected generator, so tests are deterministic.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -106,7 +111,9 @@ class Platform {
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
   // Marks silent sites down and re-plans every pending job in one batch
-  // round (sched::BatchScheduler). Called periodically.
+  // round (sched::BatchScheduler). Called periodically; when nothing changed
+  // that could place a waiting job, a round that proved expensive (over
+  // 20 ms) is skipped until ten times its length has passed.
   Status Tick();
 
   // Prometheus text exposition of the platform's state.
@@ -117,7 +124,7 @@ class Platform {
 
  private:
   struct Snapshot {
-    Topology topology;
+    std::shared_ptr<const Topology> net;  // registered sites and the network's links
     std::map<std::string, sched::PoolLoad> loads;
     std::map<std::string, int64_t> busy;  // pool id -> cards held by active jobs
   };
@@ -132,6 +139,8 @@ class Platform {
   // Marks sites whose lease ran out down and requeues (or fails, past
   // max_attempts) the jobs they held.
   Status MarkSilentSitesDownLocked();
+  // Tick's work, under mu_; its writes are queued, not yet on disk.
+  Status RoundLocked();
   // A job its site no longer runs (lease lost, agent restarted): back to
   // the queue, or failed past max_attempts; a pending cancel completes.
   Status LoseJobLocked(JobRecord job, const std::string& why);
@@ -141,9 +150,30 @@ class Platform {
   Status PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
                        Snapshot& snap, size_t round_jobs);
   JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
-  // Every job write goes through these: the store first, then active_.
-  Status CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events);
+  // Every job write goes through these: applied to active_ at once and
+  // queued for the store in order. CreateLocked returns the write's number
+  // for WaitDurable; UpdateLocked waits for the disk itself (under mu_);
+  // QueueUpdateLocked leaves the wait to its caller (a round's many writes
+  // share one sync).
+  Result<uint64_t> CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events);
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
+  Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
+  Result<uint64_t> EnqueueLocked(JobWrite write);
+  // Returns once write `seq` and every write before it are on disk. The
+  // first waiter to find no commit in progress writes everything queued in
+  // one transaction (it needs no mu_, so callers may hold it). A failed
+  // commit leaves active_ ahead of the store: every later write is refused
+  // until a restart reloads the truth from the store (as LevelDB does with
+  // a background error).
+  Status WaitDurable(uint64_t seq);
+  uint64_t LastQueuedSeq();
+  // The job as the platform knows it now: active_ first, else the store.
+  Result<JobRecord> FindLocked(const std::string& id);
+  // The job's parsed spec, cached while it is unfinished.
+  const JobSpec* SpecLocked(const JobRecord& job);
+  // Registered sites changed (registered, left, drained, resumed, down, up):
+  // the cached network view is rebuilt on next use and the next tick re-plans.
+  void NetworkChangedLocked();
   void Remember(const JobRecord& job);
   void CountBusy(const JobRecord& job, int64_t sign);
   Status LoadActiveLocked();
@@ -164,7 +194,32 @@ class Platform {
   std::map<std::string, JobRecord> active_;
   std::map<std::string, int64_t> busy_by_pool_;  // cards held by active_'s placed jobs
   bool active_loaded_ = false;
+  // (tenant, idempotency key) -> id of unfinished jobs, so a retry that races
+  // its first submission's commit finds it.
+  std::map<std::pair<std::string, std::string>, std::string> active_keys_;
+  std::map<std::string, std::shared_ptr<const JobSpec>> specs_;  // of active_
+  // Cached network view for submissions (see NetworkChangedLocked).
+  std::shared_ptr<const Topology> net_cache_;
+  struct PoolCapacity {
+    std::string pool_id;
+    int64_t cards = 0;
+    bool usable = false;  // site up and not drained
+  };
+  std::vector<PoolCapacity> pools_cache_;
+  // Tick re-plans when capacity or the network changed, or else at most
+  // about a tenth of the time (a round over a long queue is not free and
+  // holds mu_).
+  bool replan_ = true;
+  double last_round_s_ = 0;
+  std::chrono::steady_clock::time_point last_round_end_{};
   std::mutex mu_;
+  // Group commit queue (see WaitDurable); taken after mu_, never before.
+  std::mutex log_mu_;
+  std::condition_variable log_cv_;
+  std::vector<JobWrite> log_queue_;
+  uint64_t log_queued_ = 0, log_durable_ = 0;
+  bool log_writing_ = false;
+  Status log_error_;
   sched::BatchScheduler batch_;
 };
 

@@ -15,12 +15,37 @@ bool IsTerminalState(const std::string& s) {
 namespace {
 
 // A prepared statement that finalizes itself.
+// A prepared statement. Statements built from a cache are prepared once per
+// connection and reset on destruction instead of finalized, so the hot
+// writes do not re-parse SQL.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
   }
-  ~Stmt() { sqlite3_finalize(stmt_); }
+  Stmt(sqlite3* db, const std::string& sql, std::unordered_map<std::string, sqlite3_stmt*>& cache)
+      : db_(db), cached_(true) {
+    auto it = cache.find(sql);
+    if (it != cache.end()) {
+      stmt_ = it->second;
+      rc_ = SQLITE_OK;
+      return;
+    }
+    rc_ = sqlite3_prepare_v3(db, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+    if (rc_ == SQLITE_OK) {
+      cache.emplace(sql, stmt_);
+    } else {
+      cached_ = false;
+    }
+  }
+  ~Stmt() {
+    if (cached_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    } else {
+      sqlite3_finalize(stmt_);
+    }
+  }
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
@@ -53,6 +78,7 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
+  bool cached_ = false;
 };
 
 constexpr const char* kSchema = R"sql(
@@ -176,10 +202,32 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
           ->Exec("CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_idem_key ON jobs(tenant, "
                  "idem_key) WHERE idem_key != ''")
           .WithContext(path));
+  // Reads go through a second, read-only connection: with WAL they see every
+  // committed write and never wait for a commit's disk sync. An in-memory
+  // database is private to its connection, so it reads through the one.
+  if (path != ":memory:") {
+    sqlite3* reader = nullptr;
+    rc = sqlite3_open_v2(path.c_str(), &reader, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX,
+                         nullptr);
+    if (rc != SQLITE_OK) {
+      std::string msg = reader != nullptr ? sqlite3_errmsg(reader) : sqlite3_errstr(rc);
+      sqlite3_close(reader);
+      return Unavailable("cannot open " + path + " for reading: " + msg);
+    }
+    sqlite3_busy_timeout(reader, 5000);
+    store->read_db_ = reader;
+    store->read_mu_ = &store->own_read_mu_;
+    store->read_stmts_ = &store->own_read_stmts_;
+  }
   return store;
 }
 
-SqliteStore::~SqliteStore() { sqlite3_close(db_); }
+SqliteStore::~SqliteStore() {
+  for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+  for (auto& [sql, stmt] : own_read_stmts_) sqlite3_finalize(stmt);
+  if (read_db_ != db_) sqlite3_close(read_db_);
+  sqlite3_close(db_);
+}
 
 Status SqliteStore::Exec(const std::string& sql) {
   char* err = nullptr;
@@ -216,8 +264,8 @@ Result<std::optional<ProviderRecord>> SqliteStore::GetProvider(const std::string
 }
 
 Result<std::vector<ProviderRecord>> SqliteStore::ListProviders() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT id, name, contact, state, registered_ms FROM providers ORDER BY id");
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_, "SELECT id, name, contact, state, registered_ms FROM providers ORDER BY id");
   if (!s.ok()) return s.error();
   std::vector<ProviderRecord> out;
   int rc;
@@ -261,8 +309,8 @@ SiteRecord ReadSite(Stmt& s) {
 }  // namespace
 
 Result<std::optional<SiteRecord>> SqliteStore::GetSite(const std::string& id) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_,
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
          "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry, drained FROM sites "
          "WHERE id=?1");
   if (!s.ok()) return s.error();
@@ -274,8 +322,8 @@ Result<std::optional<SiteRecord>> SqliteStore::GetSite(const std::string& id) {
 }
 
 Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_,
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
          "SELECT id, site, state, registered_ms, last_heartbeat_ms, telemetry, drained FROM sites "
          "ORDER BY id");
   if (!s.ok()) return s.error();
@@ -297,7 +345,7 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
                              "updated_ms=?14, started_ms=?15, finished_ms=?16, "
                              "log_bytes=MAX(log_bytes, ?17), "
                              "idem_key=?18 WHERE id=?1";
-  Stmt s(db_, sql.c_str());
+  Stmt s(db_, sql, stmts_);
   if (!s.ok()) return s.error();
   s.Bind(1, j.id);
   s.Bind(2, j.tenant);
@@ -328,7 +376,9 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
 }
 
 Status SqliteStore::AppendEventLocked(const JobEvent& e) {
-  Stmt s(db_, "INSERT INTO job_events(job_id, time_ms, state, reason) VALUES(?1,?2,?3,?4)");
+  Stmt s(db_,
+         std::string("INSERT INTO job_events(job_id, time_ms, state, reason) VALUES(?1,?2,?3,?4)"),
+         stmts_);
   if (!s.ok()) return s.error();
   s.Bind(1, e.job_id);
   s.Bind(2, e.time_ms);
@@ -347,6 +397,18 @@ Status SqliteStore::CreateJob(const JobRecord& job, const std::vector<JobEvent>&
   return tx.Commit();
 }
 
+Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
+  if (writes.empty()) return Status::Ok();
+  std::lock_guard lock(mu_);
+  Transaction tx(db_);
+  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
+  for (const JobWrite& w : writes) {
+    CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create));
+    for (const JobEvent& event : w.events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
+  }
+  return tx.Commit();
+}
+
 Status SqliteStore::UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) {
   std::lock_guard lock(mu_);
   Transaction tx(db_);
@@ -356,14 +418,15 @@ Status SqliteStore::UpdateJob(const JobRecord& job, const std::optional<JobEvent
   return tx.Commit();
 }
 
-Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& where,
+Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(bool reader, const std::string& where,
                                                             const std::vector<std::string>& args,
                                                             int64_t limit) {
-  std::string sql =
-      fmt::format("SELECT {} FROM jobs {} ORDER BY id LIMIT {}", kJobColumns, where, limit);
-  Stmt s(db_, sql.c_str());
+  std::string sql = fmt::format("SELECT {} FROM jobs {} ORDER BY id LIMIT ?{}", kJobColumns, where,
+                                args.size() + 1);
+  Stmt s(reader ? read_db_ : db_, sql, reader ? *read_stmts_ : stmts_);
   if (!s.ok()) return s.error();
   for (size_t i = 0; i < args.size(); ++i) s.Bind(static_cast<int>(i + 1), args[i]);
+  s.Bind(static_cast<int>(args.size() + 1), limit);
   std::vector<JobRecord> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadJob(s));
@@ -373,24 +436,25 @@ Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(const std::string& w
 
 Result<std::optional<JobRecord>> SqliteStore::FindJobByIdempotencyKey(const std::string& tenant,
                                                                       const std::string& key) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(*read_mu_);
   // "idem_key != ''" lets SQLite use the partial index jobs_by_idem_key.
-  auto r = QueryJobsLocked("WHERE tenant=?1 AND idem_key=?2 AND idem_key != ''", {tenant, key}, 1);
+  auto r =
+      QueryJobsLocked(true, "WHERE tenant=?1 AND idem_key=?2 AND idem_key != ''", {tenant, key}, 1);
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<JobRecord>();
   return std::optional<JobRecord>(std::move(r->front()));
 }
 
 Result<std::optional<JobRecord>> SqliteStore::GetJob(const std::string& id) {
-  std::lock_guard lock(mu_);
-  auto r = QueryJobsLocked("WHERE id=?1", {id}, 1);
+  std::lock_guard lock(*read_mu_);
+  auto r = QueryJobsLocked(true, "WHERE id=?1", {id}, 1);
   if (!r.ok()) return r.status();
   if (r->empty()) return std::optional<JobRecord>();
   return std::optional<JobRecord>(std::move(r->front()));
 }
 
 Result<std::vector<JobRecord>> SqliteStore::ListJobs(const JobFilter& f) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(*read_mu_);
   std::string where = "WHERE id > ?1";
   std::vector<std::string> args = {f.after_id};
   if (!f.tenant.empty()) {
@@ -401,18 +465,18 @@ Result<std::vector<JobRecord>> SqliteStore::ListJobs(const JobFilter& f) {
     args.push_back(f.state);
     where += fmt::format(" AND state = ?{}", args.size());
   }
-  return QueryJobsLocked(where, args, f.limit);
+  return QueryJobsLocked(true, where, args, f.limit);
 }
 
 Result<std::vector<JobRecord>> SqliteStore::ListActiveJobs() {
   std::lock_guard lock(mu_);
-  return QueryJobsLocked("WHERE state NOT IN ('succeeded','failed','cancelled')", {},
+  return QueryJobsLocked(false, "WHERE state NOT IN ('succeeded','failed','cancelled')", {},
                          std::numeric_limits<int64_t>::max());
 }
 
 Result<std::map<std::string, int64_t>> SqliteStore::CountJobsByState() {
-  std::lock_guard lock(mu_);
-  Stmt s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
   if (!s.ok()) return s.error();
   std::map<std::string, int64_t> out;
   int rc;
@@ -422,14 +486,14 @@ Result<std::map<std::string, int64_t>> SqliteStore::CountJobsByState() {
 }
 
 Result<std::vector<JobRecord>> SqliteStore::ListJobsFinishedSince(int64_t ms) {
-  std::lock_guard lock(mu_);
-  return QueryJobsLocked("WHERE finished_ms >= ?1", {std::to_string(ms)},
+  std::lock_guard lock(*read_mu_);
+  return QueryJobsLocked(true, "WHERE finished_ms >= ?1", {std::to_string(ms)},
                          std::numeric_limits<int64_t>::max());
 }
 
 Result<std::vector<JobEvent>> SqliteStore::ListEvents(const std::string& job_id) {
-  std::lock_guard lock(mu_);
-  Stmt s(db_,
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
          "SELECT seq, job_id, time_ms, state, reason FROM job_events WHERE job_id=?1 "
          "ORDER BY seq");
   if (!s.ok()) return s.error();
@@ -487,9 +551,9 @@ Result<int64_t> SqliteStore::AppendLog(const std::string& job_id, int64_t offset
 
 Result<std::string> SqliteStore::ReadLog(const std::string& job_id, int64_t offset,
                                          int64_t max_bytes) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(*read_mu_);
   // The chunk holding `offset` and the ones after it.
-  Stmt s(db_,
+  Stmt s(read_db_,
          "SELECT offset, data FROM job_logs WHERE job_id=?1 AND offset + length(data) > ?2 "
          "ORDER BY offset");
   if (!s.ok()) return s.error();

@@ -8,10 +8,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "src/store/store.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace cpn {
 
@@ -29,6 +31,7 @@ class SqliteStore final : public Store {
   Result<std::vector<SiteRecord>> ListSites() override;
   Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) override;
   using Store::CreateJob;
+  Status WriteJobs(const std::vector<JobWrite>& writes) override;
   Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) override;
   Result<std::optional<JobRecord>> GetJob(const std::string& id) override;
   Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
@@ -44,16 +47,25 @@ class SqliteStore final : public Store {
                               int64_t max_bytes) override;
 
  private:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  explicit SqliteStore(sqlite3* db) : db_(db), read_db_(db) {}
   Status Exec(const std::string& sql);
   Status WriteJobLocked(const JobRecord& job, bool insert);
   Status AppendEventLocked(const JobEvent& event);
-  Result<std::vector<JobRecord>> QueryJobsLocked(const std::string& where,
+  Result<std::vector<JobRecord>> QueryJobsLocked(bool reader, const std::string& where,
                                                  const std::vector<std::string>& args,
                                                  int64_t limit);
 
+  // The writing connection, and the statements of its hot paths (prepared
+  // once, finalized in the destructor).
   std::mutex mu_;
   sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> stmts_;
+  // The reading connection: its own for a file, the writer's for :memory:.
+  sqlite3* read_db_;
+  std::mutex* read_mu_ = &mu_;
+  std::unordered_map<std::string, sqlite3_stmt*>* read_stmts_ = &stmts_;
+  std::mutex own_read_mu_;
+  std::unordered_map<std::string, sqlite3_stmt*> own_read_stmts_;
 };
 
 }  // namespace cpn

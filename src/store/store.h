@@ -67,6 +67,14 @@ struct JobEvent {
   std::string reason;
 };
 
+// One job write of a group commit: a new job (create) or a new version of
+// an existing one, with the events to append.
+struct JobWrite {
+  JobRecord job;
+  bool create = false;
+  std::vector<JobEvent> events;
+};
+
 struct JobFilter {
   std::string tenant;
   std::string state;
@@ -88,14 +96,17 @@ class Store {
   virtual Result<std::optional<SiteRecord>> GetSite(const std::string& id) = 0;
   virtual Result<std::vector<SiteRecord>> ListSites() = 0;
 
-  // Creates the job with its first event; AlreadyExists if the id is taken.
-  // Creates the job with its first events, in one transaction.
+  // Creates the job with its first events, in one transaction;
+  // AlreadyExists if the id is taken.
   virtual Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) = 0;
   Status CreateJob(const JobRecord& job, const JobEvent& event) {
     return CreateJob(job, std::vector<JobEvent>{event});
   }
   // Replaces the job row and, if given, appends the event, in one transaction.
   virtual Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) = 0;
+  // Group commit: creates and updates many jobs, with their events, in one
+  // transaction (one disk sync); all or nothing.
+  virtual Status WriteJobs(const std::vector<JobWrite>& writes) = 0;
   virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
   // The tenant's job submitted with this idempotency key, if any.
   virtual Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
