@@ -4,11 +4,10 @@
 //
 // cpn: a real `cpn server` (SQLite, WAL, synchronous=FULL: a job is on disk
 // before its 201) with one registered site; each client thread POSTs
-// /v1/jobs with an Idempotency-Key over a new connection per request, as the
-// CLI does. Slurm: each client thread runs `sbatch --hold --wrap true` (held,
-// so nothing runs; all are cancelled afterwards). Starts the single-machine
-// Slurm of scripts/start-slurm.sh if no controller answers. Prints a table,
-// then one line of JSON with both rates, their ratio and latency percentiles.
+// /v1/jobs with an Idempotency-Key over its own kept-alive connection. Slurm: each client thread
+// runs `sbatch --hold --wrap true` (held, so nothing runs; all are cancelled afterwards). Starts
+// the single-machine Slurm of scripts/start-slurm.sh if no controller answers. Prints a table, then
+// one line of JSON with both rates, their ratio and latency percentiles.
 #include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -140,8 +139,11 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1000));
     }
   });
+  // One kept-alive connection per client, as a long-running client or
+  // portal holds.
+  std::vector<net::HttpClient> connections(static_cast<size_t>(clients) * 2, *client);
   auto submit = [&](int c, int i) {
-    auto http = net::HttpClient::Create(url);
+    net::HttpClient* http = &connections[static_cast<size_t>(c % 1000 + (c >= 1000 ? clients : 0))];
     auto r = http->Send("POST", "/v1/jobs", job, "application/json",
                         {{"Idempotency-Key", fmt::format("bench-{}-{}", c, i)}});
     return r.ok() && r->status == 201;

@@ -4,6 +4,7 @@
 #include <boost/beast.hpp>
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
 
 namespace cpn::net {
@@ -36,12 +37,19 @@ Result<HttpClient> HttpClient::Create(const std::string& base_url, int timeout_m
   return c;
 }
 
+struct HttpClient::Connection {
+  asio::io_context ioc;
+  beast::tcp_stream stream{ioc};
+  beast::flat_buffer buffer;
+  bool open = false;
+  std::chrono::steady_clock::time_point last_used;
+};
+
+HttpClient::~HttpClient() = default;
+
 Result<HttpResponse> HttpClient::Send(const std::string& method, const std::string& target,
                                       const std::string& body, const std::string& content_type,
                                       const std::map<std::string, std::string>& headers) const {
-  asio::io_context ioc;
-  tcp::resolver resolver(ioc);
-  beast::tcp_stream stream(ioc);
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_);
   req.set(http::field::user_agent, "cpn");
@@ -50,37 +58,80 @@ Result<HttpResponse> HttpClient::Send(const std::string& method, const std::stri
     req.set(http::field::content_type, content_type);
     req.body() = body;
   }
-  req.keep_alive(false);
+  req.keep_alive(true);
   req.prepare_payload();
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(256ull << 20);
-  parser.header_limit(64 * 1024);
+  if (connection_ == nullptr) connection_ = std::make_shared<Connection>();
+  Connection& conn = *connection_;
+  // The server closes connections idle for 30 s; do not offer it one that
+  // old (the request could cross its close).
+  if (conn.open && std::chrono::steady_clock::now() - conn.last_used > std::chrono::seconds(20)) {
+    beast::error_code ignored;
+    conn.stream.socket().close(ignored);
+    conn.open = false;
+  }
+  std::optional<http::response_parser<http::string_body>> parser;
   beast::error_code error;
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        stream.expires_after(std::chrono::milliseconds(timeout_ms_));
-        auto endpoints = co_await resolver.async_resolve(host_, port_, asio::use_awaitable);
-        co_await stream.async_connect(endpoints, asio::use_awaitable);
-        co_await http::async_write(stream, req, asio::use_awaitable);
-        co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
-      },
-      [&](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const boost::system::system_error& se) {
-          error = se.code();
-        } catch (...) {
-          error = asio::error::fault;
-        }
-      });
-  ioc.run();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const bool reused = conn.open;
+    bool sent = false;      // the request was written out
+    bool answered = false;  // some of the response arrived
+    parser.emplace();
+    parser->body_limit(256ull << 20);
+    parser->header_limit(64 * 1024);
+    error = {};
+    conn.ioc.restart();
+    asio::co_spawn(
+        conn.ioc,
+        [&]() -> asio::awaitable<void> {
+          conn.stream.expires_after(std::chrono::milliseconds(timeout_ms_));
+          if (!conn.open) {
+            conn.buffer.clear();
+            tcp::resolver resolver(conn.ioc);
+            auto endpoints = co_await resolver.async_resolve(host_, port_, asio::use_awaitable);
+            co_await conn.stream.async_connect(endpoints, asio::use_awaitable);
+            conn.open = true;
+          }
+          co_await http::async_write(conn.stream, req, asio::use_awaitable);
+          sent = true;
+          co_await http::async_read_header(conn.stream, conn.buffer, *parser, asio::use_awaitable);
+          answered = true;
+          co_await http::async_read(conn.stream, conn.buffer, *parser, asio::use_awaitable);
+        },
+        [&](std::exception_ptr e) {
+          if (!e) return;
+          try {
+            std::rethrow_exception(e);
+          } catch (const boost::system::system_error& se) {
+            error = se.code();
+          } catch (...) {
+            error = asio::error::fault;
+          }
+        });
+    conn.ioc.run();
+    if (!error) break;
+    beast::error_code ignored;
+    conn.stream.socket().close(ignored);
+    conn.open = false;
+    // Retry only on a kept connection that the server had closed: the
+    // request was not written, or (for requests safe to repeat, not POST)
+    // the connection ended before any answer.
+    const bool closed_by_peer = error == http::error::end_of_stream ||
+                                error == asio::error::connection_reset ||
+                                error == asio::error::broken_pipe || error == asio::error::eof;
+    const bool retry = reused && !answered && (!sent || (closed_by_peer && method != "POST"));
+    if (!retry) break;
+  }
   if (error) {
     return Unavailable("cannot reach cpn server at " + base_url_ + ": " + error.message());
   }
-  auto& msg = parser.get();
+  conn.last_used = std::chrono::steady_clock::now();
+  if (!parser->get().keep_alive()) {
+    beast::error_code ignored;
+    conn.stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    conn.stream.socket().close(ignored);
+    conn.open = false;
+  }
+  auto& msg = parser->get();
   HttpResponse r;
   r.status = static_cast<int>(msg.result_int());
   r.content_type = std::string(msg[http::field::content_type]);

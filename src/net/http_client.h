@@ -1,12 +1,17 @@
 // HttpClient: blocking HTTP/1.1 requests to a cpn server (CLI and agent).
 //
-// One connection per request, with a connect+I/O timeout. Failures to reach
-// the server come back as Unavailable with the address in the message; any
-// HTTP status is a successful exchange (the caller reads status and body).
-// Thread-compatible: use one client per thread or guard it.
+// Keeps its connection open between requests (HTTP/1.1 keep-alive), with a
+// connect+I/O timeout per request. A kept connection the server has closed
+// meanwhile (idle timeout, restart) is replaced once, transparently, when
+// the failure shows the request was not received. Failures to reach the
+// server come back as Unavailable with the address in the message; any HTTP
+// status is a successful exchange (the caller reads status and body).
+// Thread-compatible: use one client per thread or guard it; a copy opens
+// its own connection.
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "src/core/status.h"
@@ -25,9 +30,31 @@ class HttpClient {
                             const std::map<std::string, std::string>& headers = {}) const;
   const std::string& base_url() const { return base_url_; }
 
+  HttpClient() = default;
+  HttpClient(const HttpClient& other)
+      : base_url_(other.base_url_),
+        host_(other.host_),
+        port_(other.port_),
+        timeout_ms_(other.timeout_ms_) {}
+  HttpClient& operator=(const HttpClient& other) {
+    if (this != &other) {
+      base_url_ = other.base_url_;
+      host_ = other.host_;
+      port_ = other.port_;
+      timeout_ms_ = other.timeout_ms_;
+      connection_.reset();
+    }
+    return *this;
+  }
+  HttpClient(HttpClient&&) = default;
+  HttpClient& operator=(HttpClient&&) = default;
+  ~HttpClient();
+
  private:
+  struct Connection;
   std::string base_url_, host_, port_;
   int timeout_ms_ = 10'000;
+  mutable std::shared_ptr<Connection> connection_;
 };
 
 }  // namespace cpn::net

@@ -24,7 +24,9 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 struct HttpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;
-  int threads = 4;
+  // Handlers block (a submission waits for its disk sync), so concurrency is
+  // threads: enough that requests arriving during one sync share the next.
+  int threads = 16;
   uint64_t max_body_bytes = 1 << 20;
   int read_timeout_s = 30;
 };

@@ -13,6 +13,13 @@ namespace cpn {
 
 namespace {
 
+// A queued job's reason when it waits for free cards (from Decide or a
+// batch round), rather than for a reservation or a preemption.
+bool IsWaitingForCards(const std::string& reason) {
+  return reason.rfind("queued: ", 0) == 0 && reason.rfind("queued: holds", 0) != 0 &&
+         reason.rfind("queued: waiting for preempted", 0) != 0;
+}
+
 // Back to the queue: no site, pool or start time; the caller says why.
 void ReturnToQueue(JobRecord& j) {
   j.state = "pending";
@@ -119,9 +126,9 @@ Status Platform::WaitDurable(uint64_t seq) {
   return Status::Ok();
 }
 
-Result<uint64_t> Platform::CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events) {
+Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events) {
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
-  auto seq = EnqueueLocked(JobWrite{job, true, events});
+  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events)});
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
@@ -302,9 +309,9 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
 
   HeartbeatReply reply;
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
-  std::vector<JobRecord> active;  // this site's, copied: losing one changes active_
+  std::vector<const JobRecord*> active;  // this site's
   for (const auto& [id, job] : active_) {
-    if (job.site_id == site_id) active.push_back(job);
+    if (job.site_id == site_id) active.push_back(&job);
   }
   std::set<std::string> assigned, holds;
   const Json* listed = nullptr;
@@ -314,7 +321,8 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
       if (id.is_string()) holds.insert(id.get<std::string>());
     }
   }
-  for (const auto& job : active) {
+  for (const JobRecord* held : active) {
+    const JobRecord& job = *held;  // active_ keeps its entries while it is read here
     if (listed != nullptr && job.state == "running" && !holds.count(job.id)) {
       // The agent reported it running but holds it no more: it restarted
       // and lost it. Placed again, like a job on a site that lost its lease.
@@ -562,7 +570,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
-  auto seq = CreateLocked(job, events);
+  auto seq = CreateLocked(job, std::move(events));
   if (!seq.ok()) return seq.status();
   // Acknowledged once on disk; concurrent submissions share the sync.
   lock.unlock();
@@ -825,11 +833,11 @@ Status Platform::RoundLocked() {
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
   // A round over a long queue costs real time under mu_: when nothing
   // changed that could place a waiting job (cards given back, a site up,
-  // registered, resumed), an expensive round runs at most a tenth of the
+  // registered, resumed), an expensive round runs at most a twentieth of the
   // time; cheap rounds always run, so waiting jobs' ageing is seen.
   const auto round_start = std::chrono::steady_clock::now();
   if (!replan_ && last_round_s_ > 0.02 &&
-      std::chrono::duration<double>(round_start - last_round_end_).count() < 10 * last_round_s_) {
+      std::chrono::duration<double>(round_start - last_round_end_).count() < 20 * last_round_s_) {
     return Status::Ok();
   }
   replan_ = false;
@@ -925,8 +933,11 @@ Status Platform::RoundLocked() {
       why = fmt::format("queued: no pool that fits has {} free cards now", specs[k]->cards);
     }
     // Record the reason only when it changes, so a queued job's events do
-    // not grow every round.
-    if (pending[k]->reason != why) {
+    // not grow every round; a job queued for want of free cards keeps the
+    // reason it was queued with (Decide's, which names its best pool).
+    const bool still_waiting_for_cards =
+        pl.outcome == sched::JobOutcome::kWaiting && IsWaitingForCards(pending[k]->reason);
+    if (pending[k]->reason != why && !still_waiting_for_cards) {
       JobRecord job = *pending[k];
       job.reason = why;
       job.updated_ms = now;

@@ -113,7 +113,7 @@ class Platform {
   // Marks silent sites down and re-plans every pending job in one batch
   // round (sched::BatchScheduler). Called periodically; when nothing changed
   // that could place a waiting job, a round that proved expensive (over
-  // 20 ms) is skipped until ten times its length has passed.
+  // 20 ms) is skipped until twenty times its length has passed.
   Status Tick();
 
   // Prometheus text exposition of the platform's state.
@@ -155,7 +155,7 @@ class Platform {
   // for WaitDurable; UpdateLocked waits for the disk itself (under mu_);
   // QueueUpdateLocked leaves the wait to its caller (a round's many writes
   // share one sync).
-  Result<uint64_t> CreateLocked(const JobRecord& job, const std::vector<JobEvent>& events);
+  Result<uint64_t> CreateLocked(const JobRecord& job, std::vector<JobEvent> events);
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> EnqueueLocked(JobWrite write);

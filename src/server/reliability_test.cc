@@ -3,6 +3,13 @@
 // draining.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
 
 #include "src/server/platform.h"
 #include "src/store/sqlite_store.h"
@@ -256,6 +263,76 @@ TEST_F(ReliabilityTest, ADrainedSiteTakesNoNewJobsButFinishesItsOwn) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->site_id, kNx);
   EXPECT_EQ(p->SetDrained("cpn:cn.xx/no/where", true).status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace cpn
+
+namespace cpn {
+namespace {
+
+// Group commit: submissions from many threads share transactions; every
+// acknowledged job is in the database when it is reopened, and a key sent
+// by many clients at once creates one job.
+TEST(GroupCommitTest, ConcurrentSubmissionsAreAllDurableAndKeysStayUnique) {
+  const std::string path =
+      ::testing::TempDir() + fmt::format("/cpn-group-commit-{}.db", ::getpid());
+  std::remove(path.c_str());
+  Catalog catalog = testing::TestCatalog();
+  Topology network = testing::TestTopology(catalog);
+  std::atomic<int> next_id{0};
+  std::set<std::string> acknowledged;
+  std::set<std::string> same_key_ids;
+  {
+    auto store = SqliteStore::Open(path);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    FakeClock clock;
+    Platform p(**store, clock, catalog, network,
+               [&] { return fmt::format("job-{:012x}", ++next_id); });
+    for (const auto& s : network.sites()) ASSERT_TRUE(p.RegisterSite(SiteToJson(s)).ok());
+    JobSpec job;
+    job.name = "small";
+    job.tenant = "t";
+    job.accelerator = "test-gpu";
+    job.cards = 1;
+    job.work_fp16_eflop = 0.1;
+    job.dataset_site = job.home_site = "cpn:cn.bj/acme/bj-1";
+    job.policy = Policy::kCheapest;
+    job.command = "true";
+    std::mutex mu;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 40; ++i) {
+          auto r = p.Submit(job, fmt::format("k-{}-{}", t, i));
+          auto same = p.Submit(job, "one-key");
+          std::lock_guard lock(mu);
+          if (r.ok()) acknowledged.insert(r->id);
+          if (same.ok()) same_key_ids.insert(same->id);
+          if (t % 2 == 0) (void)p.Tick();  // rounds interleave with submissions
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  EXPECT_EQ(acknowledged.size(), 320u);
+  EXPECT_EQ(same_key_ids.size(), 1u);
+  auto reopened = SqliteStore::Open(path);
+  ASSERT_TRUE(reopened.ok());
+  JobFilter all;
+  all.limit = 10'000;
+  auto jobs = (*reopened)->ListJobs(all);
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 321u);
+  for (const auto& id : acknowledged) {
+    auto j = (*reopened)->GetJob(id);
+    ASSERT_TRUE(j.ok() && j->has_value()) << id;
+    auto events = (*reopened)->ListEvents(id);
+    ASSERT_TRUE(events.ok());
+    EXPECT_GE(events->size(), 1u);
+    EXPECT_EQ(events->front().state, "pending");
+  }
+  std::remove(path.c_str());
 }
 
 }  // namespace

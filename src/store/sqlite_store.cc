@@ -100,7 +100,7 @@ CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE INDEX IF NOT EXISTS jobs_by_tenant ON jobs(tenant, id);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs(finished_ms);
 CREATE TABLE IF NOT EXISTS job_events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
+  seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
   state TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id, seq);
 CREATE TABLE IF NOT EXISTS job_logs (
@@ -174,8 +174,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) 
   }
   std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   sqlite3_busy_timeout(db, 5000);
-  for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-65536"}) {
     CPN_RETURN_IF_ERROR(store->Exec(pragma).WithContext(path));
   }
   CPN_RETURN_IF_ERROR(store->Exec(kSchema).WithContext(path));
