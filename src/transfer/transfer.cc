@@ -1,0 +1,785 @@
+#include "src/transfer/transfer.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+namespace cpn::transfer {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr char kControlMagic[] = "CPNT1\n";
+constexpr char kDataMagic[] = "CPND1\n";
+constexpr uint32_t kEndOfData = 0xFFFFFFFFu;
+constexpr uint32_t kMaxMessageBytes = 256u << 20;  // a manifest of ~1M chunks
+
+std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// A socket closed on destruction.
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  ~Socket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Socket(Socket&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Socket& operator=(Socket&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int fd() const { return fd_; }
+
+  Status SendAll(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return Unavailable(Errno("transfer connection lost while sending"));
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status RecvAll(void* data, size_t n) {
+    char* p = static_cast<char*>(data);
+    while (n > 0) {
+      ssize_t r = ::recv(fd_, p, n, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) return Unavailable("transfer connection closed by the peer");
+      if (r < 0) return Unavailable(Errno("transfer connection lost while receiving"));
+      p += r;
+      n -= static_cast<size_t>(r);
+    }
+    return Status::Ok();
+  }
+  Status SendU32(uint32_t v) {
+    uint32_t le = htole32(v);
+    return SendAll(&le, 4);
+  }
+  Result<uint32_t> RecvU32() {
+    uint32_t le = 0;
+    if (Status s = RecvAll(&le, 4); !s.ok()) return s;
+    return le32toh(le);
+  }
+  Status SendMessage(const Json& j) {
+    std::string body = j.dump();
+    if (Status s = SendU32(static_cast<uint32_t>(body.size())); !s.ok()) return s;
+    return SendAll(body.data(), body.size());
+  }
+  Result<Json> RecvMessage() {
+    auto n = RecvU32();
+    if (!n.ok()) return n.status();
+    if (*n > kMaxMessageBytes) return InvalidArgument("transfer message too large");
+    std::string body(*n, '\0');
+    if (Status s = RecvAll(body.data(), body.size()); !s.ok()) return s;
+    Json j = Json::parse(body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return InvalidArgument("transfer message is not JSON");
+    return j;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+Result<Socket> Connect(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) return Unavailable("cannot resolve " + host + ": " + gai_strerror(rc));
+  std::string last = "no address";
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    Socket s(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
+    if (s.fd() < 0) continue;
+    if (::connect(s.fd(), a->ai_addr, a->ai_addrlen) == 0) {
+      int one = 1;
+      ::setsockopt(s.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::freeaddrinfo(res);
+      return s;
+    }
+    last = std::strerror(errno);
+  }
+  ::freeaddrinfo(res);
+  return Unavailable("cannot connect to transfer service at " + host + ":" + std::to_string(port) +
+                     ": " + last);
+}
+
+bool SafeComponent(const std::string& c) {
+  return !c.empty() && c != "." && c != ".." && c.find('\0') == std::string::npos;
+}
+
+std::string HexOf(XXH128_hash_t h) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return buf;
+}
+
+uint64_t ChunkCount(uint64_t size, uint64_t chunk) {
+  return size == 0 ? 0 : (size + chunk - 1) / chunk;
+}
+
+uint64_t ChunkLength(uint64_t size, uint64_t chunk, uint64_t index) {
+  return std::min(chunk, size - index * chunk);
+}
+
+Status ReadAt(int fd, char* buf, uint64_t n, uint64_t offset, const std::string& path) {
+  while (n > 0) {
+    ssize_t r = ::pread(fd, buf, n, static_cast<off_t>(offset));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return Internal(Errno("cannot read " + path));
+    buf += r;
+    n -= static_cast<uint64_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status WriteAt(int fd, const char* buf, uint64_t n, uint64_t offset, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, buf, n, static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return ResourceExhausted(Errno("cannot write " + path));
+    buf += w;
+    n -= static_cast<uint64_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return Status::Ok();
+}
+
+// Chunk checksums and whole-file digest of an open file.
+Status HashFile(int fd, uint64_t size, uint64_t chunk_bytes, const std::string& path,
+                std::vector<std::string>* chunks, std::string* digest) {
+  std::vector<char> buf(chunk_bytes);
+  XXH3_state_t* whole = XXH3_createState();
+  XXH3_128bits_reset(whole);
+  chunks->clear();
+  for (uint64_t i = 0; i < ChunkCount(size, chunk_bytes); ++i) {
+    uint64_t n = ChunkLength(size, chunk_bytes, i);
+    if (Status s = ReadAt(fd, buf.data(), n, i * chunk_bytes, path); !s.ok()) {
+      XXH3_freeState(whole);
+      return s;
+    }
+    chunks->push_back(Hash128(buf.data(), n));
+    XXH3_128bits_update(whole, buf.data(), n);
+  }
+  *digest = HexOf(XXH3_128bits_digest(whole));
+  XXH3_freeState(whole);
+  return Status::Ok();
+}
+
+Json ManifestToJson(const Manifest& m) {
+  Json files = Json::array();
+  for (const auto& f : m.files) {
+    files.push_back(
+        {{"path", f.path}, {"size", f.size}, {"chunks", f.chunks}, {"digest", f.digest}});
+  }
+  return {{"chunk_bytes", m.chunk_bytes}, {"files", files}};
+}
+
+Result<Manifest> ManifestFromJson(const Json& j) {
+  Manifest m;
+  if (!j.contains("chunk_bytes") || !j["chunk_bytes"].is_number_unsigned() ||
+      !j.contains("files") || !j["files"].is_array()) {
+    return InvalidArgument("manifest: expected chunk_bytes and files");
+  }
+  m.chunk_bytes = j["chunk_bytes"].get<uint64_t>();
+  if (m.chunk_bytes < 4096 || m.chunk_bytes > (256ull << 20)) {
+    return InvalidArgument("manifest: chunk_bytes must be between 4 KiB and 256 MiB");
+  }
+  for (const auto& f : j["files"]) {
+    FileEntry e;
+    if (!f.is_object() || !f.contains("path") || !f["path"].is_string() || !f.contains("size") ||
+        !f["size"].is_number_unsigned() || !f.contains("chunks") || !f["chunks"].is_array() ||
+        !f.contains("digest") || !f["digest"].is_string()) {
+      return InvalidArgument("manifest: each file needs path, size, chunks and digest");
+    }
+    e.path = f["path"].get<std::string>();
+    e.size = f["size"].get<uint64_t>();
+    e.digest = f["digest"].get<std::string>();
+    for (const auto& c : f["chunks"]) {
+      if (!c.is_string() || c.get<std::string>().size() != 32) {
+        return InvalidArgument("manifest: chunk checksums are 32 hex digits");
+      }
+      e.chunks.push_back(c.get<std::string>());
+    }
+    if (e.chunks.size() != ChunkCount(e.size, m.chunk_bytes)) {
+      return InvalidArgument("manifest: " + e.path + " has the wrong number of chunks");
+    }
+    m.files.push_back(std::move(e));
+  }
+  return m;
+}
+
+}  // namespace
+
+uint64_t Manifest::TotalBytes() const {
+  uint64_t n = 0;
+  for (const auto& f : files) n += f.size;
+  return n;
+}
+
+std::string Hash128(const void* data, size_t size) { return HexOf(XXH3_128bits(data, size)); }
+
+Result<std::string> ResolveUnder(const std::string& root, const std::string& relative) {
+  if (relative.empty()) return InvalidArgument("path is empty");
+  if (relative.front() == '/') {
+    return InvalidArgument("path '" + relative + "' must be relative to the site's data root");
+  }
+  std::string out = root;
+  size_t start = 0;
+  while (start <= relative.size()) {
+    size_t end = relative.find('/', start);
+    if (end == std::string::npos) end = relative.size();
+    std::string c = relative.substr(start, end - start);
+    if (!SafeComponent(c)) {
+      return InvalidArgument("path '" + relative +
+                             "' leaves the site's data root or has an empty, '.' or '..' part");
+    }
+    out += "/" + c;
+    start = end + 1;
+  }
+  return out;
+}
+
+Result<Manifest> BuildManifest(const std::string& source, uint64_t chunk_bytes) {
+  std::error_code ec;
+  auto st = fs::symlink_status(source, ec);
+  if (ec || !fs::exists(st)) return NotFound("source " + source + " does not exist");
+  if (fs::is_symlink(st)) return InvalidArgument("source " + source + " is a symbolic link");
+  std::vector<std::pair<std::string, std::string>> files;  // (absolute, relative)
+  if (fs::is_regular_file(st)) {
+    files.emplace_back(source, fs::path(source).filename().string());
+  } else if (fs::is_directory(st)) {
+    fs::recursive_directory_iterator it(source, fs::directory_options::none, ec);
+    if (ec) return FailedPrecondition("cannot read " + source + ": " + ec.message());
+    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) return FailedPrecondition("cannot read " + source + ": " + ec.message());
+      auto s = it->symlink_status();
+      if (fs::is_symlink(s)) {
+        return InvalidArgument("source contains a symbolic link: " + it->path().string());
+      }
+      if (fs::is_regular_file(s)) {
+        files.emplace_back(it->path().string(), fs::relative(it->path(), source).generic_string());
+      }
+    }
+    std::sort(files.begin(), files.end(),
+              [](const auto& a, const auto& b) { return a.second < b.second; });
+  } else {
+    return InvalidArgument("source " + source + " is neither a file nor a directory");
+  }
+  Manifest m;
+  m.chunk_bytes = chunk_bytes;
+  for (const auto& [abs, rel] : files) {
+    int fd = ::open(abs.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return FailedPrecondition(Errno("cannot open " + abs));
+    struct stat sb {};
+    ::fstat(fd, &sb);
+    FileEntry e;
+    e.path = rel;
+    e.size = static_cast<uint64_t>(sb.st_size);
+    Status s = HashFile(fd, e.size, chunk_bytes, abs, &e.chunks, &e.digest);
+    ::close(fd);
+    if (!s.ok()) return s;
+    m.files.push_back(std::move(e));
+  }
+  return m;
+}
+
+// ---------------------------------------------------------------- receiver
+
+namespace {
+
+struct IncomingFile {
+  FileEntry entry;
+  std::string final_path, part_path;
+  int fd = -1;
+  std::vector<uint8_t> have;  // per chunk: verified on disk
+  bool complete = false;      // already in place, nothing to do
+};
+
+struct Session {
+  std::mutex mu;
+  Manifest manifest;
+  std::vector<IncomingFile> files;
+  uint64_t bad_chunks = 0;
+  ~Session() {
+    for (auto& f : files) {
+      if (f.fd >= 0) ::close(f.fd);
+    }
+  }
+};
+
+Status MakeParents(const std::string& path, const std::string& root) {
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  if (ec)
+    return FailedPrecondition("cannot create " + fs::path(path).parent_path().string() + ": " +
+                              ec.message());
+  // A symbolic link planted inside the root must not lead out of it.
+  auto real = fs::weakly_canonical(fs::path(path).parent_path(), ec);
+  auto real_root = fs::weakly_canonical(root, ec);
+  if (ec || real.string().rfind(real_root.string(), 0) != 0) {
+    return InvalidArgument("path " + path + " resolves outside the site's data root");
+  }
+  return Status::Ok();
+}
+
+// Opens (or reopens) a file's part file and finds which chunks it already
+// holds intact; a finished file that matches is left alone, one that does
+// not is repaired through a part file.
+Status Prepare(IncomingFile& f, uint64_t chunk_bytes, const std::string& root) {
+  CPN_RETURN_IF_ERROR(MakeParents(f.final_path, root));
+  const uint64_t n = ChunkCount(f.entry.size, chunk_bytes);
+  f.have.assign(n, 0);
+  std::error_code ec;
+  bool part_exists = fs::exists(f.part_path, ec);
+  if (!part_exists && fs::is_regular_file(f.final_path, ec) &&
+      fs::file_size(f.final_path, ec) == f.entry.size) {
+    int fd = ::open(f.final_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0) {
+      std::vector<std::string> chunks;
+      std::string digest;
+      Status s = HashFile(fd, f.entry.size, chunk_bytes, f.final_path, &chunks, &digest);
+      ::close(fd);
+      if (s.ok() && digest == f.entry.digest && chunks == f.entry.chunks) {
+        f.complete = true;
+        std::fill(f.have.begin(), f.have.end(), 1);
+        return Status::Ok();
+      }
+      // Damaged in place: repair a copy, then swap it in.
+      fs::copy_file(f.final_path, f.part_path, fs::copy_options::overwrite_existing, ec);
+      part_exists = !ec;
+    }
+  }
+  f.fd = ::open(f.part_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (f.fd < 0) return FailedPrecondition(Errno("cannot open " + f.part_path));
+  struct stat sb {};
+  ::fstat(f.fd, &sb);
+  if (static_cast<uint64_t>(sb.st_size) != f.entry.size) {
+    if (::ftruncate(f.fd, static_cast<off_t>(f.entry.size)) != 0) {
+      return ResourceExhausted(Errno("cannot size " + f.part_path));
+    }
+  }
+  if (f.entry.size > 0) {
+    int rc = ::posix_fallocate(f.fd, 0, static_cast<off_t>(f.entry.size));
+    if (rc == ENOSPC) {
+      return ResourceExhausted("no space for " + f.final_path + " (" +
+                               std::to_string(f.entry.size) + " bytes) at the destination");
+    }
+  }
+  if (part_exists) {
+    std::vector<char> buf(chunk_bytes);
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t len = ChunkLength(f.entry.size, chunk_bytes, i);
+      if (ReadAt(f.fd, buf.data(), len, i * chunk_bytes, f.part_path).ok() &&
+          Hash128(buf.data(), len) == f.entry.chunks[i]) {
+        f.have[i] = 1;
+      }
+    }
+  }
+  // Not kept open: a transfer may hold many thousands of files.
+  ::close(f.fd);
+  f.fd = -1;
+  return Status::Ok();
+}
+
+Json Needed(Session& s) {
+  Json need = Json::array();
+  for (size_t i = 0; i < s.files.size(); ++i) {
+    Json chunks = Json::array();
+    for (size_t c = 0; c < s.files[i].have.size(); ++c) {
+      if (!s.files[i].have[c]) chunks.push_back(c);
+    }
+    if (!chunks.empty()) need.push_back({{"file", i}, {"chunks", chunks}});
+  }
+  return need;
+}
+
+// Every chunk is in: check each part file whole, sync, rename into place.
+Status Commit(Session& s) {
+  for (auto& f : s.files) {
+    if (f.complete) continue;
+    f.fd = ::open(f.part_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (f.fd < 0) return FailedPrecondition(Errno("cannot open " + f.part_path));
+    std::vector<std::string> chunks;
+    std::string digest;
+    CPN_RETURN_IF_ERROR(
+        HashFile(f.fd, f.entry.size, s.manifest.chunk_bytes, f.part_path, &chunks, &digest));
+    if (digest != f.entry.digest) {
+      return Internal("file " + f.entry.path + " does not match its digest after transfer");
+    }
+    if (::fsync(f.fd) != 0) return ResourceExhausted(Errno("cannot sync " + f.part_path));
+    ::close(f.fd);
+    f.fd = -1;
+    if (::rename(f.part_path.c_str(), f.final_path.c_str()) != 0) {
+      return FailedPrecondition(Errno("cannot rename into " + f.final_path));
+    }
+    int dir = ::open(fs::path(f.final_path).parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir >= 0) {
+      ::fsync(dir);
+      ::close(dir);
+    }
+    f.complete = true;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct TransferServer::Impl {
+  std::string root, address;
+  int port = 0;
+  Socket listener;
+  std::thread acceptor;
+  std::atomic<bool> stopping{false};
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<Session>> sessions;
+  std::vector<std::thread> workers;
+  std::atomic<int>* corrupt_next = nullptr;
+
+  void Serve(Socket conn);
+  void Control(Socket& conn);
+  void Data(Socket& conn);
+};
+
+TransferServer::TransferServer(std::string root, std::string address, int port)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->root = std::move(root);
+  impl_->address = std::move(address);
+  impl_->port = port;
+  impl_->corrupt_next = &corrupt_next_;
+}
+
+TransferServer::~TransferServer() { Stop(); }
+
+Result<int> TransferServer::Start() {
+  std::error_code ec;
+  fs::create_directories(impl_->root, ec);
+  if (ec) return FailedPrecondition("cannot create data root " + impl_->root + ": " + ec.message());
+  Socket s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  ::setsockopt(s.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(impl_->port));
+  if (::inet_pton(AF_INET, impl_->address.c_str(), &addr.sin_addr) != 1) {
+    return InvalidArgument("bad listen address '" + impl_->address + "'");
+  }
+  if (::bind(s.fd(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(s.fd(), 128) != 0) {
+    return Unavailable(
+        Errno("cannot listen on " + impl_->address + ":" + std::to_string(impl_->port)));
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(s.fd(), reinterpret_cast<sockaddr*>(&addr), &len);
+  impl_->port = ntohs(addr.sin_port);
+  impl_->listener = std::move(s);
+  Impl* impl = impl_.get();
+  impl_->acceptor = std::thread([impl] {
+    while (!impl->stopping) {
+      int fd = ::accept4(impl->listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (impl->stopping) return;
+        continue;
+      }
+      std::lock_guard lock(impl->mu);
+      impl->workers.emplace_back([impl, fd] { impl->Serve(Socket(fd)); });
+    }
+  });
+  return impl_->port;
+}
+
+void TransferServer::Stop() {
+  if (!impl_ || impl_->stopping.exchange(true)) return;
+  ::shutdown(impl_->listener.fd(), SHUT_RDWR);
+  if (impl_->acceptor.joinable()) impl_->acceptor.join();
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(impl_->mu);
+    workers.swap(impl_->workers);
+  }
+  for (auto& w : workers) w.join();
+}
+
+void TransferServer::Impl::Serve(Socket conn) {
+  char magic[6];
+  if (!conn.RecvAll(magic, 6).ok()) return;
+  if (std::memcmp(magic, kControlMagic, 6) == 0) {
+    Control(conn);
+  } else if (std::memcmp(magic, kDataMagic, 6) == 0) {
+    Data(conn);
+  }
+}
+
+void TransferServer::Impl::Control(Socket& conn) {
+  auto reply_error = [&](const Status& s) {
+    (void)conn.SendMessage(
+        {{"ok", false}, {"error", s.message()}, {"code", StatusCodeName(s.code())}});
+  };
+  auto offer = conn.RecvMessage();
+  if (!offer.ok()) return;
+  auto manifest = ManifestFromJson((*offer)["manifest"]);
+  if (!manifest.ok()) return reply_error(manifest.status());
+  std::string dest = offer->value("dest", "");
+  auto dest_path = ResolveUnder(root, dest);
+  if (!dest_path.ok()) return reply_error(dest_path.status());
+  auto session = std::make_shared<Session>();
+  session->manifest = *manifest;
+  for (const auto& e : manifest->files) {
+    IncomingFile f;
+    f.entry = e;
+    auto p = ResolveUnder(*dest_path, e.path);
+    if (!p.ok()) return reply_error(p.status());
+    f.final_path = *p;
+    fs::path fp(*p);
+    f.part_path =
+        (fp.parent_path() / (".cpn-part-" + e.digest + "-" + fp.filename().string())).string();
+    if (Status s = Prepare(f, manifest->chunk_bytes, root); !s.ok()) {
+      if (f.fd >= 0) ::close(f.fd);
+      return reply_error(s);
+    }
+    session->files.push_back(std::move(f));
+  }
+  std::random_device rd;
+  std::string id = Hash128(&session, sizeof session) + std::to_string(rd());
+  {
+    std::lock_guard lock(mu);
+    sessions[id] = session;
+  }
+  Json need;
+  {
+    std::lock_guard lock(session->mu);
+    need = Needed(*session);
+  }
+  if (!conn.SendMessage({{"ok", true}, {"session", id}, {"need", need}}).ok()) return;
+  // Then: "check" until nothing is missing, or "commit".
+  for (;;) {
+    auto msg = conn.RecvMessage();
+    if (!msg.ok()) break;
+    std::string op = msg->value("op", "");
+    std::lock_guard lock(session->mu);
+    if (op == "check") {
+      (void)conn.SendMessage(
+          {{"ok", true}, {"need", Needed(*session)}, {"bad_chunks", session->bad_chunks}});
+    } else if (op == "commit") {
+      Json need_now = Needed(*session);
+      if (!need_now.empty()) {
+        (void)conn.SendMessage({{"ok", false}, {"error", "chunks missing"}, {"need", need_now}});
+        continue;
+      }
+      Status s = Commit(*session);
+      if (!s.ok()) {
+        reply_error(s);
+      } else {
+        (void)conn.SendMessage({{"ok", true}, {"done", true}});
+      }
+      break;
+    } else {
+      break;
+    }
+  }
+  std::lock_guard lock(mu);
+  sessions.erase(id);
+}
+
+void TransferServer::Impl::Data(Socket& conn) {
+  char id_buf[64];
+  auto id_len = conn.RecvU32();
+  if (!id_len.ok() || *id_len > sizeof id_buf) return;
+  if (!conn.RecvAll(id_buf, *id_len).ok()) return;
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(mu);
+    auto it = sessions.find(std::string(id_buf, *id_len));
+    if (it == sessions.end()) return;
+    session = it->second;
+  }
+  const uint64_t chunk_bytes = session->manifest.chunk_bytes;
+  std::vector<char> buf(chunk_bytes);
+  for (;;) {
+    auto file = conn.RecvU32();
+    if (!file.ok() || *file == kEndOfData) break;
+    auto chunk = conn.RecvU32();
+    auto len = conn.RecvU32();
+    if (!chunk.ok() || !len.ok() || *file >= session->files.size()) break;
+    IncomingFile& f = session->files[*file];
+    if (*chunk >= f.have.size() || *len != ChunkLength(f.entry.size, chunk_bytes, *chunk)) break;
+    if (!conn.RecvAll(buf.data(), *len).ok()) break;
+    if (corrupt_next != nullptr && corrupt_next->load() > 0 && (*corrupt_next)-- > 0) {
+      buf[*len / 2] ^= 0x5a;  // a damaged chunk, as a faulty link would deliver
+    }
+    if (Hash128(buf.data(), *len) != f.entry.chunks[*chunk]) {
+      std::lock_guard lock(session->mu);
+      session->bad_chunks++;
+      continue;  // asked for again by the sender's next check
+    }
+    int fd = ::open(f.part_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) break;
+    Status written = WriteAt(fd, buf.data(), *len, *chunk * chunk_bytes, f.part_path);
+    ::close(fd);
+    if (!written.ok()) break;
+    std::lock_guard lock(session->mu);
+    f.have[*chunk] = 1;
+  }
+  (void)conn.SendU32(0);  // acknowledges the end: everything before it is written
+}
+
+// ------------------------------------------------------------------ sender
+
+Result<PushStats> Push(const std::string& host, int port, const std::string& source,
+                       const std::string& dest, const PushOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto manifest = BuildManifest(source, options.chunk_bytes);
+  if (!manifest.ok()) return manifest.status();
+  auto control = Connect(host, port);
+  if (!control.ok()) return control.status();
+  CPN_RETURN_IF_ERROR(control->SendAll(kControlMagic, 6));
+  CPN_RETURN_IF_ERROR(
+      control->SendMessage({{"manifest", ManifestToJson(*manifest)}, {"dest", dest}}));
+  auto reply = control->RecvMessage();
+  if (!reply.ok()) return reply.status();
+  if (!reply->value("ok", false)) {
+    return FailedPrecondition("the destination refused the transfer: " +
+                              reply->value("error", std::string("no reason given")));
+  }
+  const std::string session = reply->value("session", "");
+  PushStats stats;
+  stats.files = manifest->files.size();
+  stats.bytes_total = manifest->TotalBytes();
+  uint64_t all_chunks = 0;
+  for (const auto& f : manifest->files) all_chunks += f.chunks.size();
+
+  // Local file descriptors, opened once.
+  std::vector<std::string> local(manifest->files.size());
+  for (size_t i = 0; i < local.size(); ++i) {
+    local[i] =
+        fs::is_directory(source) ? (fs::path(source) / manifest->files[i].path).string() : source;
+  }
+  Json need = (*reply)["need"];
+  bool first_round = true;
+  std::mutex progress_mu;
+  uint64_t progress_sent = 0, progress_total = 0;
+  for (int round = 0; round < 20; ++round) {
+    std::vector<std::pair<uint32_t, uint32_t>> work;
+    for (const auto& n : need) {
+      for (const auto& c : n["chunks"]) {
+        work.emplace_back(n["file"].get<uint32_t>(), c.get<uint32_t>());
+      }
+    }
+    if (first_round) {
+      stats.chunks_skipped = all_chunks - work.size();
+    } else {
+      stats.chunks_resent += work.size();
+    }
+    first_round = false;
+    if (work.empty()) break;
+    for (const auto& [file, chunk] : work) {
+      progress_total += ChunkLength(manifest->files[file].size, manifest->chunk_bytes, chunk);
+    }
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> sent_chunks{0}, sent_bytes{0};
+    std::mutex err_mu;
+    Status failure;
+    const int streams = std::max(1, std::min<int>(options.streams, static_cast<int>(work.size())));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < streams; ++t) {
+      threads.emplace_back([&] {
+        auto fail = [&](Status s) {
+          std::lock_guard lock(err_mu);
+          if (failure.ok()) failure = std::move(s);
+        };
+        auto conn = Connect(host, port);
+        if (!conn.ok()) return fail(conn.status());
+        Status s = conn->SendAll(kDataMagic, 6);
+        if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session.size()));
+        if (s.ok()) s = conn->SendAll(session.data(), session.size());
+        if (!s.ok()) return fail(s);
+        std::vector<char> buf(manifest->chunk_bytes);
+        std::map<uint32_t, int> fds;  // at most one open: the file being read
+        for (;;) {
+          size_t k = next++;
+          if (k >= work.size()) break;
+          if (options.stop_after_chunks > 0 && sent_chunks.load() >= options.stop_after_chunks) {
+            for (auto& [f, fd] : fds) ::close(fd);
+            return fail(Unavailable("transfer stopped after " +
+                                    std::to_string(options.stop_after_chunks) + " chunks"));
+          }
+          auto [file, chunk] = work[k];
+          const FileEntry& e = manifest->files[file];
+          uint64_t len = ChunkLength(e.size, manifest->chunk_bytes, chunk);
+          if (!fds.count(file)) {
+            for (auto& [f, fd] : fds) ::close(fd);
+            fds.clear();
+            int fd = ::open(local[file].c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0) return fail(FailedPrecondition(Errno("cannot open " + local[file])));
+            fds[file] = fd;
+          }
+          s = ReadAt(fds[file], buf.data(), len, chunk * manifest->chunk_bytes, local[file]);
+          if (s.ok()) s = conn->SendU32(file);
+          if (s.ok()) s = conn->SendU32(chunk);
+          if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(len));
+          if (s.ok()) s = conn->SendAll(buf.data(), len);
+          if (!s.ok()) {
+            for (auto& [f, fd] : fds) ::close(fd);
+            return fail(s);
+          }
+          sent_chunks++;
+          sent_bytes += len;
+          if (options.progress) {
+            std::lock_guard lock(progress_mu);
+            progress_sent += len;
+            options.progress(progress_sent, progress_total);
+          }
+        }
+        for (auto& [f, fd] : fds) ::close(fd);
+        s = conn->SendU32(kEndOfData);
+        if (s.ok()) s = conn->RecvU32().status();  // the receiver has written it all
+        if (!s.ok()) fail(s);
+      });
+    }
+    for (auto& t : threads) t.join();
+    stats.chunks_sent += sent_chunks;
+    stats.bytes_sent += sent_bytes;
+    if (!failure.ok()) return failure;
+    CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "check"}}));
+    auto check = control->RecvMessage();
+    if (!check.ok()) return check.status();
+    need = (*check)["need"];
+    if (need.empty()) break;
+  }
+  if (!need.empty()) return Internal("chunks kept failing their check after 20 rounds");
+  CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "commit"}}));
+  auto done = control->RecvMessage();
+  if (!done.ok()) return done.status();
+  if (!done->value("ok", false)) {
+    return Internal("the destination could not complete the transfer: " +
+                    done->value("error", std::string("no reason given")));
+  }
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+}  // namespace cpn::transfer

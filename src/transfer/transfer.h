@@ -1,0 +1,101 @@
+// Transfer: moving datasets between sites, verified chunk by chunk, resumable.
+//
+// A receiver (TransferServer, run by a site's agent) keeps a data root; a
+// sender (Push) offers a manifest of files with an XXH3-128 checksum per
+// chunk and per file, learns which chunks the receiver lacks (a re-run after
+// a kill or a cut link sends only those), and streams them over N parallel
+// TCP connections. The receiver checks every chunk before writing it, writes
+// into a hidden part file, and at commit verifies the whole-file digest,
+// syncs and renames, so a file appears complete or not at all. Chunks that
+// failed their check are asked for again. The wire format is in
+// docs/transfer-protocol.md. Blocking sockets and one thread per
+// connection: a transfer has a handful of connections, not thousands.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/core/status.h"
+
+namespace cpn::transfer {
+
+constexpr uint64_t kDefaultChunkBytes = 4ull << 20;
+
+struct FileEntry {
+  std::string path;  // relative to the transfer's root, '/'-separated
+  uint64_t size = 0;
+  std::vector<std::string> chunks;  // XXH3-128 of each chunk, 32 hex digits
+  std::string digest;               // XXH3-128 of the whole file
+};
+
+struct Manifest {
+  uint64_t chunk_bytes = kDefaultChunkBytes;
+  std::vector<FileEntry> files;
+  uint64_t TotalBytes() const;
+};
+
+// Reads `source` (a file or a directory tree; symbolic links are refused)
+// and builds its manifest. Paths in it are relative to `source` (a single
+// file is named by its base name).
+Result<Manifest> BuildManifest(const std::string& source, uint64_t chunk_bytes);
+
+// Where `relative` lies under `root`, or an error if it would leave it
+// (absolute, "..", empty or odd components).
+Result<std::string> ResolveUnder(const std::string& root, const std::string& relative);
+
+// XXH3-128 of `data` as 32 hex digits.
+std::string Hash128(const void* data, size_t size);
+
+struct PushOptions {
+  int streams = 4;  // parallel data connections
+  uint64_t chunk_bytes = kDefaultChunkBytes;
+  // Progress: bytes sent so far (of chunks the receiver needed), and the
+  // total to send. Called from the sending threads, serialised.
+  std::function<void(uint64_t sent, uint64_t total)> progress;
+  // Tests: stop after this many chunks have been sent (0: no limit), as a
+  // killed sender would.
+  uint64_t stop_after_chunks = 0;
+};
+
+struct PushStats {
+  uint64_t files = 0;
+  uint64_t bytes_total = 0;  // size of everything offered
+  uint64_t bytes_sent = 0;   // chunk payload actually sent (resends included)
+  uint64_t chunks_sent = 0;
+  uint64_t chunks_skipped = 0;  // already at the receiver, verified
+  uint64_t chunks_resent = 0;   // failed the receiver's check, sent again
+  double seconds = 0;
+};
+
+// Sends `source` to the receiver at host:port, to `dest` (relative to its
+// data root). Idempotent: re-running it completes an interrupted transfer.
+Result<PushStats> Push(const std::string& host, int port, const std::string& source,
+                       const std::string& dest, const PushOptions& options = {});
+
+class TransferServer {
+ public:
+  // Receives into `root` (created if missing). `address`/`port` as for any
+  // listener; port 0 picks a free one.
+  TransferServer(std::string root, std::string address = "127.0.0.1", int port = 0);
+  ~TransferServer();
+  TransferServer(const TransferServer&) = delete;
+  TransferServer& operator=(const TransferServer&) = delete;
+
+  Result<int> Start();  // the bound port
+  void Stop();
+  // Tests: damage the next `n` chunks received (flip one byte) before their
+  // check, as a faulty link would.
+  void CorruptNextChunks(int n) { corrupt_next_ = n; }
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::atomic<int> corrupt_next_{0};
+};
+
+}  // namespace cpn::transfer
