@@ -38,6 +38,7 @@
 #include "src/sim/engine.h"
 #include "src/sim/workload.h"
 #include "src/store/sqlite_store.h"
+#include "src/transfer/transfer.h"
 
 namespace cpn::cli {
 
@@ -413,6 +414,87 @@ int Main(int argc, char** argv) {
                    "seconds of virtual time between scheduling rounds (default 0: a round at "
                    "every event)")
       ->check(CLI::Range(0.0, 86400.0));
+
+  // transfer: serve a data root, or push a file or tree to one.
+  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst;
+  int xfer_port = 7070, xfer_streams = 4;
+  uint64_t xfer_chunk_mib = 4;
+  CLI::App* xfer_cmd = app.add_subcommand(
+      "transfer", "copy a file or directory to a site's transfer service: verified, resumable");
+  xfer_cmd->add_option("SRC", xfer_src, "local file or directory");
+  xfer_cmd->add_option("DST", xfer_dst,
+                       "HOST:PORT:PATH, PATH relative to the receiving site's data root");
+  xfer_cmd->add_option("--streams", xfer_streams, "parallel TCP connections")
+      ->check(CLI::Range(1, 64));
+  xfer_cmd->add_option("--chunk-mib", xfer_chunk_mib, "chunk size in MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{256}));
+  CLI::App* xfer_serve = xfer_cmd->add_subcommand(
+      "serve", "receive transfers into a data root (what a site's agent runs)");
+  xfer_serve->add_option("--root", xfer_root, "the data root")->required();
+  xfer_serve->add_option("--listen", xfer_listen, "address to listen on");
+  xfer_serve->add_option("--port", xfer_port, "port (0 picks one)")->check(CLI::Range(0, 65535));
+  xfer_serve->callback([&] {
+    transfer::TransferServer server(xfer_root, xfer_listen, xfer_port);
+    auto port = server.Start();
+    if (!port.ok()) {
+      rc = Fail(port.status());
+      return;
+    }
+    std::cerr << "cpn transfer: receiving into " << xfer_root << " on " << xfer_listen << ":"
+              << *port << "\n";
+    while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    server.Stop();
+  });
+  xfer_cmd->callback([&] {
+    if (xfer_serve->parsed()) return;
+    if (xfer_src.empty() || xfer_dst.empty()) {
+      rc = Fail(InvalidArgument("usage: cpn transfer SRC HOST:PORT:PATH (or cpn transfer serve)"));
+      return;
+    }
+    size_t c1 = xfer_dst.find(':');
+    size_t c2 = c1 == std::string::npos ? c1 : xfer_dst.find(':', c1 + 1);
+    int port = 0;
+    if (c2 != std::string::npos) {
+      try {
+        port = std::stoi(xfer_dst.substr(c1 + 1, c2 - c1 - 1));
+      } catch (...) {
+        port = 0;
+      }
+    }
+    if (c2 == std::string::npos || c1 == 0 || port <= 0 || port > 65535) {
+      rc = Fail(InvalidArgument("DST '" + xfer_dst + "': expected HOST:PORT:PATH"));
+      return;
+    }
+    transfer::PushOptions o;
+    o.streams = xfer_streams;
+    o.chunk_bytes = xfer_chunk_mib << 20;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (isatty(2)) {
+      o.progress = [t0](uint64_t sent, uint64_t total) {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double rate = s > 0 ? static_cast<double>(sent) / s : 0;
+        double frac = total ? static_cast<double>(sent) / static_cast<double>(total) : 1;
+        int filled = static_cast<int>(frac * 30);
+        std::cerr << fmt::format("\r[{}{}] {:3.0f}% {:.1f} MB/s ETA {:.0f} s ",
+                                 std::string(filled, '#'), std::string(30 - filled, '.'),
+                                 frac * 100, rate / 1e6,
+                                 rate > 0 ? static_cast<double>(total - sent) / rate : 0.0)
+                  << std::flush;
+      };
+    }
+    auto stats = transfer::Push(xfer_dst.substr(0, c1), port, xfer_src, xfer_dst.substr(c2 + 1), o);
+    if (o.progress) std::cerr << "\n";
+    if (!stats.ok()) {
+      rc = Fail(stats.status());
+      return;
+    }
+    std::cout << fmt::format(
+        "{} file(s), {:.1f} MB in {:.2f} s ({:.0f} Mbit/s); sent {:.1f} MB, {} chunk(s) already "
+        "there, {} sent again after a failed check\n",
+        stats->files, static_cast<double>(stats->bytes_total) / 1e6, stats->seconds,
+        stats->seconds > 0 ? static_cast<double>(stats->bytes_sent) * 8 / 1e6 / stats->seconds : 0,
+        static_cast<double>(stats->bytes_sent) / 1e6, stats->chunks_skipped, stats->chunks_resent);
+  });
 
   // sim convert
   std::string conv_format, conv_in, conv_out, conv_nodes, conv_residency = "anywhere";
