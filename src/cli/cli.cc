@@ -417,15 +417,27 @@ int Main(int argc, char** argv) {
 
   // transfer: serve a data root, or push a file or tree to one.
   std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst;
-  int xfer_port = 7070, xfer_streams = 4;
+  int xfer_port = 7070, xfer_streams = 0;
+  std::string xfer_congestion = "bbr";
+  bool xfer_compress = false, xfer_json = false;
+  double xfer_rate = 0;
   uint64_t xfer_chunk_mib = 4;
   CLI::App* xfer_cmd = app.add_subcommand(
       "transfer", "copy a file or directory to a site's transfer service: verified, resumable");
   xfer_cmd->add_option("SRC", xfer_src, "local file or directory");
   xfer_cmd->add_option("DST", xfer_dst,
                        "HOST:PORT:PATH, PATH relative to the receiving site's data root");
-  xfer_cmd->add_option("--streams", xfer_streams, "parallel TCP connections")
-      ->check(CLI::Range(1, 64));
+  xfer_cmd
+      ->add_option("--streams", xfer_streams,
+                   "parallel TCP connections (default: chosen from the measured round trip)")
+      ->check(CLI::Range(0, 64));
+  xfer_cmd->add_option("--congestion", xfer_congestion,
+                       "TCP congestion control of the data connections (default bbr; "
+                       "'system' keeps the kernel's default)");
+  xfer_cmd->add_flag("--compress", xfer_compress, "zstd-compress chunks where it helps");
+  xfer_cmd->add_flag("--json", xfer_json, "also print the figures as one line of JSON");
+  xfer_cmd->add_option("--rate-limit-mbps", xfer_rate, "cap the sending rate (Mbit/s)")
+      ->check(CLI::Range(0.0, 1e6));
   xfer_cmd->add_option("--chunk-mib", xfer_chunk_mib, "chunk size in MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{256}));
   CLI::App* xfer_serve = xfer_cmd->add_subcommand(
@@ -467,6 +479,9 @@ int Main(int argc, char** argv) {
     }
     transfer::PushOptions o;
     o.streams = xfer_streams;
+    o.congestion = xfer_congestion == "system" ? "" : xfer_congestion;
+    o.compress = xfer_compress;
+    o.rate_limit_mbps = xfer_rate;
     o.chunk_bytes = xfer_chunk_mib << 20;
     const auto t0 = std::chrono::steady_clock::now();
     if (isatty(2)) {
@@ -489,11 +504,33 @@ int Main(int argc, char** argv) {
       return;
     }
     std::cout << fmt::format(
-        "{} file(s), {:.1f} MB in {:.2f} s ({:.0f} Mbit/s); sent {:.1f} MB, {} chunk(s) already "
-        "there, {} sent again after a failed check\n",
+        "{} file(s), {:.1f} MB in {:.2f} s; sent {:.1f} MB ({:.1f} MB on the wire) in {:.2f} s "
+        "= {:.0f} Mbit/s over {} {} stream(s), RTT {:.2f} ms; {} chunk(s) already there, {} "
+        "sent again after a failed check\n",
         stats->files, static_cast<double>(stats->bytes_total) / 1e6, stats->seconds,
-        stats->seconds > 0 ? static_cast<double>(stats->bytes_sent) * 8 / 1e6 / stats->seconds : 0,
-        static_cast<double>(stats->bytes_sent) / 1e6, stats->chunks_skipped, stats->chunks_resent);
+        static_cast<double>(stats->bytes_sent) / 1e6,
+        static_cast<double>(stats->bytes_on_wire) / 1e6, stats->data_seconds,
+        stats->data_seconds > 0
+            ? static_cast<double>(stats->bytes_sent) * 8 / 1e6 / stats->data_seconds
+            : 0.0,
+        stats->streams, stats->congestion.empty() ? "TCP" : stats->congestion, stats->rtt_ms,
+        stats->chunks_skipped, stats->chunks_resent);
+    if (xfer_json) {
+      std::cout << Json{{"files", stats->files},
+                        {"bytes_total", stats->bytes_total},
+                        {"bytes_sent", stats->bytes_sent},
+                        {"bytes_on_wire", stats->bytes_on_wire},
+                        {"seconds", stats->seconds},
+                        {"data_seconds", stats->data_seconds},
+                        {"streams", stats->streams},
+                        {"congestion", stats->congestion},
+                        {"rtt_ms", stats->rtt_ms},
+                        {"chunks_sent", stats->chunks_sent},
+                        {"chunks_skipped", stats->chunks_skipped},
+                        {"chunks_resent", stats->chunks_resent}}
+                       .dump()
+                << "\n";
+    }
   });
 
   // sim convert

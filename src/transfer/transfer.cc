@@ -9,15 +9,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -31,6 +35,7 @@ namespace {
 constexpr char kControlMagic[] = "CPNT1\n";
 constexpr char kDataMagic[] = "CPND1\n";
 constexpr uint32_t kEndOfData = 0xFFFFFFFFu;
+constexpr uint32_t kFlagZstd = 1;                  // frame flag: payload is one zstd frame
 constexpr uint32_t kMaxMessageBytes = 256u << 20;  // a manifest of ~1M chunks
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
@@ -101,6 +106,14 @@ class Socket {
  private:
   int fd_ = -1;
 };
+
+// The largest send buffer TCP autotuning gives one socket.
+uint64_t MaxSendBuffer() {
+  std::ifstream in("/proc/sys/net/ipv4/tcp_wmem");
+  uint64_t min = 0, def = 0, max = 0;
+  if (in >> min >> def >> max && max > 0) return max;
+  return 4ull << 20;
+}
 
 Result<Socket> Connect(const std::string& host, int port) {
   addrinfo hints{};
@@ -581,7 +594,9 @@ void TransferServer::Impl::Control(Socket& conn) {
     if (!msg.ok()) break;
     std::string op = msg->value("op", "");
     std::lock_guard lock(session->mu);
-    if (op == "check") {
+    if (op == "ping") {
+      (void)conn.SendMessage({{"ok", true}});
+    } else if (op == "check") {
       (void)conn.SendMessage(
           {{"ok", true}, {"need", Needed(*session)}, {"bad_chunks", session->bad_chunks}});
     } else if (op == "commit") {
@@ -619,15 +634,34 @@ void TransferServer::Impl::Data(Socket& conn) {
   }
   const uint64_t chunk_bytes = session->manifest.chunk_bytes;
   std::vector<char> buf(chunk_bytes);
+  std::vector<char> packed(ZSTD_compressBound(chunk_bytes));
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   for (;;) {
     auto file = conn.RecvU32();
     if (!file.ok() || *file == kEndOfData) break;
     auto chunk = conn.RecvU32();
-    auto len = conn.RecvU32();
-    if (!chunk.ok() || !len.ok() || *file >= session->files.size()) break;
+    auto wire = conn.RecvU32();
+    auto flags = conn.RecvU32();
+    if (!chunk.ok() || !wire.ok() || !flags.ok() || *file >= session->files.size()) break;
     IncomingFile& f = session->files[*file];
-    if (*chunk >= f.have.size() || *len != ChunkLength(f.entry.size, chunk_bytes, *chunk)) break;
-    if (!conn.RecvAll(buf.data(), *len).ok()) break;
+    if (*chunk >= f.have.size()) break;
+    const uint64_t expected = ChunkLength(f.entry.size, chunk_bytes, *chunk);
+    std::optional<uint32_t> len;
+    if ((*flags & kFlagZstd) != 0) {
+      if (*wire > packed.size()) break;
+      if (!conn.RecvAll(packed.data(), *wire).ok()) break;
+      size_t n = ZSTD_decompressDCtx(dctx.get(), buf.data(), expected, packed.data(), *wire);
+      if (ZSTD_isError(n) || n != expected) {
+        std::lock_guard lock(session->mu);
+        session->bad_chunks++;
+        continue;
+      }
+      len = static_cast<uint32_t>(expected);
+    } else {
+      if (*wire != expected) break;
+      if (!conn.RecvAll(buf.data(), *wire).ok()) break;
+      len = *wire;
+    }
     if (corrupt_next != nullptr && corrupt_next->load() > 0 && (*corrupt_next)-- > 0) {
       buf[*len / 2] ^= 0x5a;  // a damaged chunk, as a faulty link would deliver
     }
@@ -649,9 +683,53 @@ void TransferServer::Impl::Data(Socket& conn) {
 
 // ------------------------------------------------------------------ sender
 
+namespace {
+
+// Paces the sending threads together to a byte rate.
+class Pacer {
+ public:
+  explicit Pacer(double mbps) : bytes_per_s_(mbps * 1e6 / 8) {}
+  void Take(uint64_t bytes) {
+    if (bytes_per_s_ <= 0) return;
+    std::chrono::steady_clock::time_point until;
+    {
+      std::lock_guard lock(mu_);
+      auto now = std::chrono::steady_clock::now();
+      if (next_ < now) next_ = now;
+      until = next_;
+      next_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(bytes) / bytes_per_s_));
+    }
+    std::this_thread::sleep_until(until);
+  }
+
+ private:
+  double bytes_per_s_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point next_{};
+};
+
+bool SetCongestion(int fd, const std::string& name) {
+  if (name.empty()) return true;
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
+                      static_cast<socklen_t>(name.size())) == 0;
+}
+
+std::string CongestionOf(int fd) {
+  char buf[32] = {};
+  socklen_t len = sizeof buf;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, buf, &len) != 0) return "";
+  return std::string(buf, strnlen(buf, len));
+}
+
+}  // namespace
+
 Result<PushStats> Push(const std::string& host, int port, const std::string& source,
                        const std::string& dest, const PushOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
+  if (options.streams < 0 || options.streams > 64) {
+    return InvalidArgument("streams: between 1 and 64 (0 chooses)");
+  }
   auto manifest = BuildManifest(source, options.chunk_bytes);
   if (!manifest.ok()) return manifest.status();
   auto control = Connect(host, port);
@@ -672,7 +750,24 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
   uint64_t all_chunks = 0;
   for (const auto& f : manifest->files) all_chunks += f.chunks.size();
 
-  // Local file descriptors, opened once.
+  // Round trip: the best of three pings on the control connection.
+  double rtt_s = 1;
+  for (int i = 0; i < 3; ++i) {
+    auto p0 = std::chrono::steady_clock::now();
+    CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "ping"}}));
+    auto pong = control->RecvMessage();
+    if (!pong.ok()) return pong.status();
+    rtt_s = std::min(rtt_s,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
+  }
+  stats.rtt_ms = rtt_s * 1000;
+  int streams = options.streams;
+  if (streams == 0) {
+    const double in_flight_bytes = 10e9 / 8 * rtt_s;  // 10 Gbit/s for one round trip
+    streams = static_cast<int>(
+        std::clamp(std::ceil(in_flight_bytes / static_cast<double>(MaxSendBuffer())), 2.0, 8.0));
+  }
+
   std::vector<std::string> local(manifest->files.size());
   for (size_t i = 0; i < local.size(); ++i) {
     local[i] =
@@ -682,6 +777,8 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
   bool first_round = true;
   std::mutex progress_mu;
   uint64_t progress_sent = 0, progress_total = 0;
+  Pacer pacer(options.rate_limit_mbps);
+  const auto data_start = std::chrono::steady_clock::now();
   for (int round = 0; round < 20; ++round) {
     std::vector<std::pair<uint32_t, uint32_t>> work;
     for (const auto& n : need) {
@@ -700,61 +797,89 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
       progress_total += ChunkLength(manifest->files[file].size, manifest->chunk_bytes, chunk);
     }
     std::atomic<size_t> next{0};
-    std::atomic<uint64_t> sent_chunks{0}, sent_bytes{0};
+    std::atomic<uint64_t> sent_chunks{0}, sent_bytes{0}, wire_bytes{0};
     std::mutex err_mu;
     Status failure;
-    const int streams = std::max(1, std::min<int>(options.streams, static_cast<int>(work.size())));
+    const int used = std::max(1, std::min<int>(streams, static_cast<int>(work.size())));
+    stats.streams = std::max(stats.streams, used);
     std::vector<std::thread> threads;
-    for (int t = 0; t < streams; ++t) {
-      threads.emplace_back([&] {
+    for (int t = 0; t < used; ++t) {
+      threads.emplace_back([&, t] {
         auto fail = [&](Status s) {
           std::lock_guard lock(err_mu);
           if (failure.ok()) failure = std::move(s);
         };
         auto conn = Connect(host, port);
         if (!conn.ok()) return fail(conn.status());
+        SetCongestion(conn->fd(), options.congestion);
+        if (t == 0) {
+          std::lock_guard lock(err_mu);
+          stats.congestion = CongestionOf(conn->fd());
+        }
         Status s = conn->SendAll(kDataMagic, 6);
         if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session.size()));
         if (s.ok()) s = conn->SendAll(session.data(), session.size());
         if (!s.ok()) return fail(s);
         std::vector<char> buf(manifest->chunk_bytes);
-        std::map<uint32_t, int> fds;  // at most one open: the file being read
+        std::vector<char> packed(options.compress ? ZSTD_compressBound(manifest->chunk_bytes) : 0);
+        std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(
+            options.compress ? ZSTD_createCCtx() : nullptr, ZSTD_freeCCtx);
+        int fd = -1;
+        uint32_t fd_file = kEndOfData;  // one file open at a time
+        auto close_fd = [&] {
+          if (fd >= 0) ::close(fd);
+          fd = -1;
+        };
         for (;;) {
           size_t k = next++;
           if (k >= work.size()) break;
           if (options.stop_after_chunks > 0 && sent_chunks.load() >= options.stop_after_chunks) {
-            for (auto& [f, fd] : fds) ::close(fd);
+            close_fd();
             return fail(Unavailable("transfer stopped after " +
                                     std::to_string(options.stop_after_chunks) + " chunks"));
           }
           auto [file, chunk] = work[k];
           const FileEntry& e = manifest->files[file];
           uint64_t len = ChunkLength(e.size, manifest->chunk_bytes, chunk);
-          if (!fds.count(file)) {
-            for (auto& [f, fd] : fds) ::close(fd);
-            fds.clear();
-            int fd = ::open(local[file].c_str(), O_RDONLY | O_CLOEXEC);
+          if (fd_file != file) {
+            close_fd();
+            fd = ::open(local[file].c_str(), O_RDONLY | O_CLOEXEC);
             if (fd < 0) return fail(FailedPrecondition(Errno("cannot open " + local[file])));
-            fds[file] = fd;
+            fd_file = file;
           }
-          s = ReadAt(fds[file], buf.data(), len, chunk * manifest->chunk_bytes, local[file]);
+          s = ReadAt(fd, buf.data(), len, chunk * manifest->chunk_bytes, local[file]);
+          const char* payload = buf.data();
+          uint64_t wire = len;
+          uint32_t flags = 0;
+          if (s.ok() && cctx) {
+            size_t n =
+                ZSTD_compressCCtx(cctx.get(), packed.data(), packed.size(), buf.data(), len, 1);
+            if (!ZSTD_isError(n) && n * 10 < len * 9) {
+              payload = packed.data();
+              wire = n;
+              flags = kFlagZstd;
+            }
+          }
+          pacer.Take(wire);
           if (s.ok()) s = conn->SendU32(file);
           if (s.ok()) s = conn->SendU32(chunk);
-          if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(len));
-          if (s.ok()) s = conn->SendAll(buf.data(), len);
+          if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(wire));
+          if (s.ok()) s = conn->SendU32(flags);
+          if (s.ok()) s = conn->SendAll(payload, wire);
           if (!s.ok()) {
-            for (auto& [f, fd] : fds) ::close(fd);
+            close_fd();
             return fail(s);
           }
           sent_chunks++;
           sent_bytes += len;
+          wire_bytes += wire;
           if (options.progress) {
             std::lock_guard lock(progress_mu);
             progress_sent += len;
             options.progress(progress_sent, progress_total);
           }
         }
-        for (auto& [f, fd] : fds) ::close(fd);
+        close_fd();
         s = conn->SendU32(kEndOfData);
         if (s.ok()) s = conn->RecvU32().status();  // the receiver has written it all
         if (!s.ok()) fail(s);
@@ -763,6 +888,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
     for (auto& t : threads) t.join();
     stats.chunks_sent += sent_chunks;
     stats.bytes_sent += sent_bytes;
+    stats.bytes_on_wire += wire_bytes;
     if (!failure.ok()) return failure;
     CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "check"}}));
     auto check = control->RecvMessage();
@@ -771,6 +897,8 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
     if (need.empty()) break;
   }
   if (!need.empty()) return Internal("chunks kept failing their check after 20 rounds");
+  stats.data_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - data_start).count();
   CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "commit"}}));
   auto done = control->RecvMessage();
   if (!done.ok()) return done.status();

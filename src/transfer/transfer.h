@@ -51,7 +51,20 @@ Result<std::string> ResolveUnder(const std::string& root, const std::string& rel
 std::string Hash128(const void* data, size_t size);
 
 struct PushOptions {
-  int streams = 4;  // parallel data connections
+  // Parallel data connections; 0 chooses from the measured round trip: the
+  // streams needed to keep 10 Gbit/s in flight with each stream's largest
+  // send buffer (net.ipv4.tcp_wmem), between 2 and 8.
+  int streams = 0;
+  // TCP congestion control for the data connections. BBR keeps a long,
+  // slightly lossy path full where loss-based control (cubic) collapses;
+  // "" keeps the system's default. Falls back to the default if the kernel
+  // lacks it.
+  std::string congestion = "bbr";
+  // Compress chunks with zstd (level 1) when that makes them at least 10%
+  // smaller; helps on slow links with compressible data, costs CPU.
+  bool compress = false;
+  // Sending rate limit over all streams, in Mbit/s of chunk payload; 0: none.
+  double rate_limit_mbps = 0;
   uint64_t chunk_bytes = kDefaultChunkBytes;
   // Progress: bytes sent so far (of chunks the receiver needed), and the
   // total to send. Called from the sending threads, serialised.
@@ -62,6 +75,11 @@ struct PushOptions {
 };
 
 struct PushStats {
+  int streams = 0;             // data connections used
+  std::string congestion;      // congestion control they ran
+  double rtt_ms = 0;           // round trip measured on the control connection
+  double data_seconds = 0;     // moving chunks, without hashing the source
+  uint64_t bytes_on_wire = 0;  // chunk payload as sent (compressed where it helped)
   uint64_t files = 0;
   uint64_t bytes_total = 0;  // size of everything offered
   uint64_t bytes_sent = 0;   // chunk payload actually sent (resends included)

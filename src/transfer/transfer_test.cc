@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 namespace cpn::transfer {
 namespace {
@@ -79,19 +80,22 @@ TEST_F(TransferTest, ATreeArrivesIntact) {
 }
 
 TEST_F(TransferTest, AnInterruptedTransferResumesWithWhatIsMissing) {
-  WriteRandom(dir_ / "src/big.bin", 200 * 65'536, 4);  // 200 chunks
+  WriteRandom(dir_ / "src/big.bin", 400 * 65'536, 4);  // 400 chunks
   PushOptions o = Small();
-  o.stop_after_chunks = 100;
+  o.stop_after_chunks = 200;
   auto cut = Push("127.0.0.1", port_, (dir_ / "src/big.bin").string(), "in", o);
   ASSERT_FALSE(cut.ok());
   // Nothing half-written is visible under the final name.
   EXPECT_FALSE(fs::exists(dir_ / "root/in/big.bin"));
+  // What the cut sender had handed to its sockets still arrives; a sender
+  // run again seconds later finds it there.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   auto resumed = Push("127.0.0.1", port_, (dir_ / "src/big.bin").string(), "in", Small());
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
-  EXPECT_GE(resumed->chunks_skipped, 100u);
-  // The interrupted run sent about 100 chunks; the two together send less
-  // than 10% more than the file.
-  EXPECT_LE(resumed->chunks_sent + 100, 220u);
+  EXPECT_GE(resumed->chunks_skipped, 200u);
+  // The cut run sent 200 chunks (and at most one more per stream); the two
+  // together send less than 10% more than the file.
+  EXPECT_LE(resumed->chunks_sent + 200, 440u);
   EXPECT_EQ(ReadAll(dir_ / "root/in/big.bin"), ReadAll(dir_ / "src/big.bin"));
 }
 
@@ -154,6 +158,30 @@ TEST_F(TransferTest, BadInputIsRefusedWithTheReason) {
   auto nobody = Push("127.0.0.1", 1, (dir_ / "src/f.bin").string(), "x", Small());
   ASSERT_FALSE(nobody.ok());
   EXPECT_NE(nobody.status().message().find("cannot connect"), std::string::npos);
+}
+
+TEST_F(TransferTest, CompressionRateLimitAndCongestionControl) {
+  // Compressible: a repeated line.
+  fs::create_directories(dir_ / "src");
+  {
+    std::ofstream out(dir_ / "src/log.txt");
+    for (int i = 0; i < 40'000; ++i) out << "2026-11-27 step " << (i % 100) << " loss 0.125\n";
+  }
+  PushOptions o = Small();
+  o.compress = true;
+  o.rate_limit_mbps = 40;  // ~1.1 MB takes at least ~0.2 s
+  auto stats = Push("127.0.0.1", port_, (dir_ / "src/log.txt").string(), "c", o);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(ReadAll(dir_ / "root/c/log.txt"), ReadAll(dir_ / "src/log.txt"));
+  EXPECT_LT(stats->bytes_on_wire * 5, stats->bytes_sent);  // zstd shrinks it over 5x
+  EXPECT_GE(stats->data_seconds,
+            static_cast<double>(stats->bytes_on_wire) * 8 / 40e6 * 0.8);  // paced
+  EXPECT_GE(stats->streams, 2);  // chosen from the round trip
+  std::ifstream avail("/proc/sys/net/ipv4/tcp_available_congestion_control");
+  std::string all((std::istreambuf_iterator<char>(avail)), std::istreambuf_iterator<char>());
+  if (all.find("bbr") != std::string::npos) {
+    EXPECT_EQ(stats->congestion, "bbr");
+  }
 }
 
 TEST(ResolveUnderTest, StaysInsideTheRoot) {
