@@ -416,7 +416,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0));
 
   // transfer: serve a data root, or push a file or tree to one.
-  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst;
+  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst, xfer_port_file;
   int xfer_port = 7070, xfer_streams = 0;
   std::string xfer_congestion = "bbr";
   bool xfer_compress = false, xfer_json = false;
@@ -445,6 +445,7 @@ int Main(int argc, char** argv) {
   xfer_serve->add_option("--root", xfer_root, "the data root")->required();
   xfer_serve->add_option("--listen", xfer_listen, "address to listen on");
   xfer_serve->add_option("--port", xfer_port, "port (0 picks one)")->check(CLI::Range(0, 65535));
+  xfer_serve->add_option("--port-file", xfer_port_file, "write the bound port here");
   xfer_serve->callback([&] {
     transfer::TransferServer server(xfer_root, xfer_listen, xfer_port);
     auto port = server.Start();
@@ -454,6 +455,11 @@ int Main(int argc, char** argv) {
     }
     std::cerr << "cpn transfer: receiving into " << xfer_root << " on " << xfer_listen << ":"
               << *port << "\n";
+    if (!xfer_port_file.empty()) {
+      std::string tmp = xfer_port_file + ".tmp";
+      std::ofstream(tmp) << *port << "\n";
+      std::filesystem::rename(tmp, xfer_port_file);
+    }
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(200));
     server.Stop();
   });
