@@ -564,6 +564,40 @@ TEST(Integration, ChaosNoJobIsLostOrDuplicated) {
 namespace cpn {
 namespace {
 
+// A site's agent with a data root runs the transfer service; `cpn transfer
+// FILE SITE_ID:PATH` finds it through the platform and delivers the file.
+TEST(Integration, TransferToASiteThroughItsAgent) {
+  Network net("xfer-site");
+  net.StartServer();
+  const Site* zw = net.topology().FindSite(kZhongwei);
+  std::string toml = AgentConfigToToml(*zw, net.url(), net.dir() + "/work-zw", 200);
+  const std::string data_root = net.dir() + "/data-zw";
+  toml.replace(
+      toml.find("heartbeat_s"), 0,
+      "data_root = \"" + data_root + "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n");
+  net.StartAgent(kZhongwei, toml);
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 1; }));
+  std::ofstream(net.dir() + "/weights.bin") << std::string(3 << 20, 'w');
+  CommandResult sent;
+  ASSERT_TRUE(WaitUntil(
+      [&] {  // the first heartbeat carries the endpoint
+        sent = RunShell(fmt::format("{} transfer {}/weights.bin {}:models/m1 --server {}",
+                                    CPN_BINARY, net.dir(), kZhongwei, net.url()));
+        return sent.exit_code == 0;
+      },
+      10'000))
+      << sent.out;
+  EXPECT_NE(sent.out.find("1 file(s)"), std::string::npos) << sent.out;
+  std::ifstream in(data_root + "/models/m1/weights.bin", std::ios::binary);
+  std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(got, std::string(3 << 20, 'w'));
+  // A site without a transfer service says so.
+  CommandResult none = RunShell(fmt::format("{} transfer {}/weights.bin {}:x --server {}",
+                                            CPN_BINARY, net.dir(), kBeijing, net.url()));
+  EXPECT_NE(none.exit_code, 0);
+  EXPECT_NE(none.out.find(kBeijing), std::string::npos) << none.out;
+}
+
 // Bytes a process has read through read-like system calls (/proc/PID/io).
 int64_t ReadBytes(pid_t pid) {
   std::ifstream io("/proc/" + std::to_string(pid) + "/io");

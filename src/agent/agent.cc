@@ -102,10 +102,14 @@ Json Agent::Telemetry() const {
   // contact, and notice jobs a restarted agent no longer has.
   Json active = Json::array();
   for (const auto& [id, j] : jobs_) active.push_back(id);
-  return Json{{"time_ms", clock_.NowMs()},
-              {"pools", pools},
-              {"jobs", jobs_.size()},
-              {"active_jobs", active}};
+  Json out{{"time_ms", clock_.NowMs()},
+           {"pools", pools},
+           {"jobs", jobs_.size()},
+           {"active_jobs", active}};
+  if (transfer_port_ > 0) {
+    out["transfer"] = {{"address", transfer_address_}, {"port", transfer_port_}};
+  }
+  return out;
 }
 
 Status Agent::Register() {

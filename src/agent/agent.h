@@ -38,6 +38,12 @@ class Agent {
   void Run(const std::atomic<bool>& stop);
 
   size_t active_jobs() const { return jobs_.size(); }
+  // Where this site's transfer service listens; sent in every heartbeat so
+  // `cpn transfer FILE SITE:PATH` can find it.
+  void SetTransferEndpoint(std::string address, int port) {
+    transfer_address_ = std::move(address);
+    transfer_port_ = port;
+  }
 
  private:
   struct Job {
@@ -67,6 +73,8 @@ class Agent {
   void ReleaseSlots(const std::string& pool_id, const std::vector<int>& slots);
 
   AgentConfig config_;
+  std::string transfer_address_;
+  int transfer_port_ = 0;
   const Catalog& catalog_;
   Executor& executor_;
   const Clock& clock_;

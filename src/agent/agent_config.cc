@@ -19,6 +19,9 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   r.Number("heartbeat_s", &heartbeat_s, 0.05, 600, false);
   r.String("work_dir", &c.work_dir);
   r.String("executor", &c.executor, false);
+  r.String("data_root", &c.data_root, false);
+  r.String("transfer_listen", &c.transfer_listen, false);
+  r.Int("transfer_port", &c.transfer_port, 0, 65535, false);
   if (r.ok() && c.executor != "local" && c.executor != "slurm") {
     r.FailField("executor", "expected \"local\" or \"slurm\", got \"" + c.executor + "\"");
   }

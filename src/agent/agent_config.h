@@ -21,6 +21,12 @@ struct AgentConfig {
   // names its partition, and its card count comes from Slurm).
   std::string executor = "local";
   std::map<std::string, std::string> partition_by_pool;  // pool id -> Slurm partition
+  // Datasets: the agent receives transfers (`cpn transfer`) into data_root
+  // on transfer_listen:transfer_port and tells the platform where, in its
+  // telemetry. No data_root: no transfer service.
+  std::string data_root;
+  std::string transfer_listen = "0.0.0.0";
+  int64_t transfer_port = 7070;
   Site site;
 };
 

@@ -185,6 +185,22 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
   spdlog::info("cpn agent for {} ({} pools, {} executor) -> {}", config->site.id,
                config->site.pools.size(), config->executor, server);
   Agent agent(*config, *catalog, *executor, clock, *client);
+  std::unique_ptr<transfer::TransferServer> receiver;
+  if (!config->data_root.empty()) {
+    receiver = std::make_unique<transfer::TransferServer>(
+        config->data_root, config->transfer_listen, static_cast<int>(config->transfer_port));
+    auto port = receiver->Start();
+    if (!port.ok()) return Fail(port.status().WithContext("transfer service"));
+    std::string advertised = config->transfer_listen;
+    if (advertised == "0.0.0.0") {
+      char host[256] = {};
+      ::gethostname(host, sizeof host - 1);
+      advertised = host;
+    }
+    agent.SetTransferEndpoint(advertised, *port);
+    spdlog::info("transfer service: receiving into {} on {}:{}", config->data_root,
+                 config->transfer_listen, *port);
+  }
   agent.Run(g_stop);
   spdlog::info("cpn agent stopping with {} job(s) unfinished", agent.active_jobs());
   return 0;
@@ -416,7 +432,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0));
 
   // transfer: serve a data root, or push a file or tree to one.
-  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst, xfer_port_file;
+  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst, xfer_port_file, xfer_server;
   int xfer_port = 7070, xfer_streams = 0;
   std::string xfer_congestion = "bbr";
   bool xfer_compress = false, xfer_json = false;
@@ -426,7 +442,9 @@ int Main(int argc, char** argv) {
       "transfer", "copy a file or directory to a site's transfer service: verified, resumable");
   xfer_cmd->add_option("SRC", xfer_src, "local file or directory");
   xfer_cmd->add_option("DST", xfer_dst,
-                       "HOST:PORT:PATH, PATH relative to the receiving site's data root");
+                       "SITE_ID:PATH (the site's agent receives) or HOST:PORT:PATH; PATH is "
+                       "relative to the receiving site's data root");
+  xfer_cmd->add_option("--server", xfer_server, "platform server, to find SITE_ID's agent");
   xfer_cmd
       ->add_option("--streams", xfer_streams,
                    "parallel TCP connections (default: chosen from the measured round trip)")
@@ -469,19 +487,61 @@ int Main(int argc, char** argv) {
       rc = Fail(InvalidArgument("usage: cpn transfer SRC HOST:PORT:PATH (or cpn transfer serve)"));
       return;
     }
+    std::string host;
+    int port = 0;
+    std::string path;
+    if (xfer_dst.rfind("cpn:", 0) == 0) {
+      // SITE_ID:PATH: the site's transfer service, from its last heartbeat.
+      size_t colon = xfer_dst.find(':', 4);
+      if (colon == std::string::npos) {
+        rc = Fail(InvalidArgument("DST '" + xfer_dst + "': expected SITE_ID:PATH"));
+        return;
+      }
+      std::string site = xfer_dst.substr(0, colon);
+      path = xfer_dst.substr(colon + 1);
+      auto client = net::HttpClient::Create(xfer_server.empty() ? DefaultServer() : xfer_server);
+      if (!client.ok()) {
+        rc = Fail(client.status());
+        return;
+      }
+      auto r = client->Send("GET", "/v1/sites/" + site.substr(4));
+      if (!r.ok()) {
+        rc = Fail(r.status());
+        return;
+      }
+      Json body = Json::parse(r->body, nullptr, false);
+      const Json* endpoint = nullptr;
+      if (r->status == 200 && body.is_object() && body.contains("telemetry") &&
+          body["telemetry"].is_object() && body["telemetry"].contains("transfer")) {
+        endpoint = &body["telemetry"]["transfer"];
+      }
+      if (endpoint == nullptr || !endpoint->is_object()) {
+        rc = Fail(FailedPrecondition(
+            r->status == 200
+                ? "site " + site + " has no transfer service (its agent config needs data_root)"
+                : "site " + site + ": " + r->body));
+        return;
+      }
+      host = endpoint->value("address", "");
+      port = endpoint->value("port", 0);
+    }
     size_t c1 = xfer_dst.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : xfer_dst.find(':', c1 + 1);
-    int port = 0;
-    if (c2 != std::string::npos) {
-      try {
-        port = std::stoi(xfer_dst.substr(c1 + 1, c2 - c1 - 1));
-      } catch (...) {
-        port = 0;
+    if (host.empty()) {
+      if (c2 != std::string::npos) {
+        try {
+          port = std::stoi(xfer_dst.substr(c1 + 1, c2 - c1 - 1));
+        } catch (...) {
+          port = 0;
+        }
       }
-    }
-    if (c2 == std::string::npos || c1 == 0 || port <= 0 || port > 65535) {
-      rc = Fail(InvalidArgument("DST '" + xfer_dst + "': expected HOST:PORT:PATH"));
-      return;
+      if (c2 == std::string::npos || c1 == 0 || port <= 0 || port > 65535) {
+        rc = Fail(
+            InvalidArgument("DST '" + xfer_dst + "': expected HOST:PORT:PATH or SITE_ID:PATH"));
+        return;
+      }
+      host = xfer_dst.substr(0, c1);
+      path = xfer_dst.substr(c2 + 1);
     }
     transfer::PushOptions o;
     o.streams = xfer_streams;
@@ -503,7 +563,7 @@ int Main(int argc, char** argv) {
                   << std::flush;
       };
     }
-    auto stats = transfer::Push(xfer_dst.substr(0, c1), port, xfer_src, xfer_dst.substr(c2 + 1), o);
+    auto stats = transfer::Push(host, port, xfer_src, path, o);
     if (o.progress) std::cerr << "\n";
     if (!stats.ok()) {
       rc = Fail(stats.status());
