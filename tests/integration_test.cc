@@ -598,6 +598,56 @@ TEST(Integration, TransferToASiteThroughItsAgent) {
   EXPECT_NE(none.out.find(kBeijing), std::string::npos) << none.out;
 }
 
+// A job placed away from its data: the data site's agent stages the dataset
+// to the chosen site before the job starts; the job reads it there. A second
+// job on the same data finds it already there, verified, and nothing moves.
+TEST(Integration, DatasetsAreStagedBeforeTheJobStarts) {
+  Network net("staging");
+  net.StartServer();
+  auto with_data_root = [&](const char* site_id, const std::string& name) {
+    std::string toml = AgentConfigToToml(*net.topology().FindSite(site_id), net.url(),
+                                         net.dir() + "/work-" + name, 200);
+    toml.replace(toml.find("heartbeat_s"), 0,
+                 "data_root = \"" + net.dir() + "/data-" + name +
+                     "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n");
+    return toml;
+  };
+  fs::create_directories(net.dir() + "/data-bj/corpus/part");
+  std::ofstream(net.dir() + "/data-bj/corpus/part/a.txt") << "tokens from beijing\n";
+  std::ofstream(net.dir() + "/data-bj/corpus/b.bin") << std::string(5 << 20, 'b');
+  net.StartAgent(kBeijing, with_data_root(kBeijing, "bj"));
+  net.StartAgent(kZhongwei, with_data_root(kZhongwei, "zw"));
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 2; }));
+  auto job = [&](const std::string& name) {
+    return Json{
+        {"name", name},
+        {"tenant", "bj-health"},
+        {"policy", "cheapest"},
+        {"resources", {{"cards", 1}}},
+        {"work", {{"fp16_eflop", 0.01}}},
+        {"dataset",
+         {{"site", kBeijing}, {"size_gb", 0.005}, {"path", "corpus"}, {"residency", "country"}}},
+        {"run", {{"command", "cat $CPN_DATASET_DIR/part/a.txt; ls $CPN_DATASET_DIR"}}}}
+        .dump();
+  };
+  Json first = net.CliJson("submit " + net.WriteFile("j1.json", job("first")));
+  ASSERT_EQ(first.value("site", ""), kZhongwei) << first.dump(2);  // cheaper, away from the data
+  Json done = WaitForEnd(net, first["id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump(2);
+  EXPECT_EQ(done["staging"]["state"], "done") << done.dump(2);
+  EXPECT_GE(done["staging"]["bytes_sent"].get<int64_t>(), 5 << 20);
+  std::string logs = net.Cli("logs " + first["id"].get<std::string>()).out;
+  EXPECT_NE(logs.find("tokens from beijing"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("b.bin"), std::string::npos) << logs;
+  std::string events = net.Cli("job " + first["id"].get<std::string>()).out;
+  EXPECT_NE(events.find("dataset staged from"), std::string::npos) << events;
+
+  Json second = net.CliJson("submit " + net.WriteFile("j2.json", job("second")));
+  Json done2 = WaitForEnd(net, second["id"]);
+  ASSERT_EQ(done2["state"], "succeeded") << done2.dump(2);
+  EXPECT_EQ(done2["staging"]["bytes_sent"], 0) << done2.dump(2);  // found there by checksum
+}
+
 // Bytes a process has read through read-like system calls (/proc/PID/io).
 int64_t ReadBytes(pid_t pid) {
   std::ifstream io("/proc/" + std::to_string(pid) + "/io");

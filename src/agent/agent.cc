@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "src/core/ids.h"
+#include "src/transfer/transfer.h"
 
 namespace cpn {
 namespace {
@@ -132,6 +133,7 @@ Status Agent::Heartbeat() {
   Json reply = Json::parse(r->body, nullptr, false);
   if (!reply.is_object()) return Internal("heartbeat: server sent malformed JSON");
   for (const auto& a : reply.value("assignments", Json::array())) StartJob(a);
+  for (const auto& o : reply.value("stagings", Json::array())) StartStaging(o);
   for (const auto& c : reply.value("cancel", Json::array())) {
     if (!c.is_string()) continue;
     std::string id = c.get<std::string>();
@@ -193,6 +195,9 @@ void Agent::StartJob(const Json& a) {
     if (v.is_string()) spec.env[k] = v.get<std::string>();
   }
   spec.env["CPN_JOB_ID"] = id;
+  if (std::string dir = a.value("dataset_dir", ""); !dir.empty() && !config_.data_root.empty()) {
+    spec.env["CPN_DATASET_DIR"] = config_.data_root + "/" + dir;
+  }
   spec.env["CPN_SITE"] = config_.site.id;
   spec.env["CPN_POOL"] = job.pool_id;
   spec.pool_id = job.pool_id;
@@ -311,10 +316,76 @@ Status Agent::Flush() {
   return Status::Ok();
 }
 
+Agent::~Agent() {
+  for (auto& [id, st] : stagings_) {
+    if (st->worker.joinable()) st->worker.join();
+  }
+}
+
+void Agent::StartStaging(const Json& order) {
+  const std::string id = order.value("job", "");
+  if (!IsValidJobId(id) || stagings_.count(id)) return;  // running, or done and not yet reported
+  auto st = std::make_unique<Staging>();
+  Staging* raw = st.get();
+  const std::string source = config_.data_root + "/" + order.value("path", "");
+  const Json to = order.value("to", Json::object());
+  const std::string site = config_.site.id;
+  const bool has_root = !config_.data_root.empty();
+  raw->worker = std::thread([raw, source, to, site, has_root] {
+    Json result{{"site", site}};
+    if (!has_root) {
+      result["state"] = "failed";
+      result["reason"] = "site " + site + " has no data_root in its agent config";
+    } else {
+      auto stats =
+          transfer::Push(to.value("address", ""), static_cast<int>(to.value("port", int64_t{0})),
+                         source, to.value("path", ""));
+      if (stats.ok()) {
+        result["state"] = "done";
+        result["bytes_total"] = stats->bytes_total;
+        result["bytes_sent"] = stats->bytes_sent;
+        result["chunks_skipped"] = stats->chunks_skipped;
+        result["seconds"] = stats->seconds;
+      } else {
+        result["state"] = "failed";
+        result["reason"] = stats.status().message();
+      }
+    }
+    std::lock_guard lock(raw->mu);
+    raw->result = std::move(result);
+    raw->done = true;
+  });
+  spdlog::info("staging {} for {} to {}", source, id, to.value("site", ""));
+  stagings_[id] = std::move(st);
+}
+
+void Agent::ReportStagings() {
+  for (auto it = stagings_.begin(); it != stagings_.end();) {
+    Staging& st = *it->second;
+    Json result;
+    {
+      std::lock_guard lock(st.mu);
+      if (!st.done) {
+        ++it;
+        continue;
+      }
+      result = st.result;
+    }
+    auto r = client_.Send("POST", "/v1/jobs/" + it->first + "/staging", result.dump());
+    if (!r.ok()) return;  // the server is away: report on a later step
+    if (r->status != 200) {
+      spdlog::warn("staging report for {} refused: {}", it->first, r->body.substr(0, 200));
+    }
+    st.worker.join();
+    it = stagings_.erase(it);
+  }
+}
+
 int64_t Agent::Step() {
   Status s = Status::Ok();
   if (!registered_) s = Register();
   if (s.ok()) s = Heartbeat();
+  if (s.ok()) ReportStagings();
   PollJobs();
   if (s.ok() || s.code() != StatusCode::kUnavailable) {
     Status f = Flush();

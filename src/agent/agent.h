@@ -8,14 +8,19 @@
 // own variable), kills the jobs the server cancels, reports every state change
 // and exit code, and ships each job's log. A report or log upload that fails
 // stays queued and is retried, with exponential backoff while the server is
-// unreachable, so a server restart loses nothing. Single-threaded: Run() owns
-// all state.
+// unreachable, so a server restart loses nothing. Datasets other sites wait
+// for are copied to them (cpn transfer) on threads of their own, one per
+// staging, and reported when done; everything else is single-threaded: Run()
+// owns all state.
 #pragma once
 
 #include <atomic>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/agent/agent_config.h"
@@ -30,6 +35,7 @@ class Agent {
  public:
   Agent(AgentConfig config, const Catalog& catalog, Executor& executor, const Clock& clock,
         net::HttpClient client);
+  ~Agent();
 
   // One cycle of register/heartbeat/start/poll/ship/report. Returns the delay
   // in ms before the next cycle (the heartbeat period, or a backoff).
@@ -71,6 +77,17 @@ class Agent {
   Json Telemetry() const;
   std::vector<int> TakeSlots(const std::string& pool_id, int64_t cards);
   void ReleaseSlots(const std::string& pool_id, const std::vector<int>& slots);
+
+  // A dataset being copied to another site for one of its jobs.
+  struct Staging {
+    std::thread worker;
+    std::mutex mu;
+    bool done = false;  // the worker has finished; result and figures are set
+    Json result;        // the report to send
+  };
+  void StartStaging(const Json& order);
+  void ReportStagings();
+  std::map<std::string, std::unique_ptr<Staging>> stagings_;  // by job id
 
   AgentConfig config_;
   std::string transfer_address_;

@@ -6,6 +6,21 @@
 
 namespace cpn {
 
+bool IsSafeRelativePath(const std::string& path) {
+  if (path.empty() || path.size() > 1024 || path.front() == '/') return false;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(start, end - start);
+    if (part.empty() || part == "." || part == ".." || part.find('\0') != std::string::npos) {
+      return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
 std::string_view PolicyName(Policy p) {
   switch (p) {
     case Policy::kCheapest:
@@ -130,7 +145,13 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
     dr.Number("size_gb", &s.dataset_gb, 0, 1e7);
     dr.String("residency", &residency, false);
     dr.StringList("replicas", &s.dataset_replicas, false);
+    dr.String("path", &s.dataset_path, false);
     if (dr.ok()) dr.Fail(ValidateSiteId(s.dataset_site, dr.FieldPath("site")));
+    if (dr.ok() && !s.dataset_path.empty() && !IsSafeRelativePath(s.dataset_path)) {
+      dr.FailField("path",
+                   "expected a relative path under the site's data root: no leading '/', no "
+                   "empty, '.' or '..' parts, at most 1024 characters");
+    }
     if (dr.ok() && s.dataset_replicas.size() > 64) dr.FailField("replicas", "at most 64 sites");
     for (size_t i = 0; dr.ok() && i < s.dataset_replicas.size(); ++i) {
       dr.Fail(ValidateSiteId(s.dataset_replicas[i],
@@ -197,6 +218,7 @@ Json JobSpecToJson(const JobSpec& s) {
   if (!s.env.empty()) j["run"]["env"] = s.env;
   if (!s.workdir.empty()) j["run"]["workdir"] = s.workdir;
   if (!s.dataset_replicas.empty()) j["dataset"]["replicas"] = s.dataset_replicas;
+  if (!s.dataset_path.empty()) j["dataset"]["path"] = s.dataset_path;
   if (s.deadline_h) j["deadline_h"] = *s.deadline_h;
   if (s.budget_cny) j["budget_cny"] = *s.budget_cny;
   return j;

@@ -46,6 +46,10 @@ struct JobSpec {
 
   std::string dataset_site;  // site id where the data lives
   double dataset_gb = 0;
+  // The dataset's directory under the data site's data root; when set, a job
+  // placed elsewhere has it copied there (staged) before it starts, and
+  // CPN_DATASET_DIR tells the job where it is.
+  std::string dataset_path;
   // Sites that already hold a verified copy: staging there is free.
   std::vector<std::string> dataset_replicas;
   Residency residency = Residency::kAnywhere;
@@ -67,5 +71,9 @@ struct JobSpec {
 Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog,
                                 const std::string& path = "job");
 Json JobSpecToJson(const JobSpec& s);
+
+// A relative path that stays below its root: no leading '/', no empty, '.'
+// or '..' parts, at most 1024 characters.
+bool IsSafeRelativePath(const std::string& path);
 
 }  // namespace cpn

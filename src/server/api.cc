@@ -262,8 +262,20 @@ HttpResponse Api::Route(const HttpRequest& req) {
                        {"accelerator", x.accelerator},
                        {"cards", x.cards},
                        {"run", x.run}});
+          if (!x.dataset_dir.empty()) a.back()["dataset_dir"] = x.dataset_dir;
         }
-        return JsonResponse(200, {{"assignments", a}, {"cancel", reply->cancels}});
+        Json stagings = Json::array();
+        for (const auto& o : reply->stagings) {
+          stagings.push_back({{"job", o.job_id},
+                              {"path", o.path},
+                              {"to",
+                               {{"site", o.dest_site},
+                                {"address", o.dest_address},
+                                {"port", o.dest_port},
+                                {"path", o.dest_path}}}});
+        }
+        return JsonResponse(
+            200, {{"assignments", a}, {"cancel", reply->cancels}, {"stagings", stagings}});
       }
       if (m == "GET") {
         auto r = platform_.GetSite(id);
@@ -401,6 +413,27 @@ HttpResponse Api::Route(const HttpRequest& req) {
       if (!s.ok()) return ErrorResponse(s);
       if (has_exit) rep.exit_code = exit_code;
       s = platform_.Report(id, rep);
+      if (!s.ok()) return ErrorResponse(s);
+      auto job = platform_.GetJob(id);
+      if (!job.ok()) return ErrorResponse(job.status());
+      return JsonResponse(200, platform_.JobToJson(*job));
+    }
+    if (parts.size() == 4 && parts[3] == "staging") {
+      if (m != "POST") return method_not_allowed("POST");
+      auto body = JsonBody(req);
+      if (!body.ok()) return ErrorResponse(body.status());
+      FieldReader r(*body, "staging");
+      StagingReport rep;
+      r.String("site", &rep.site_id);
+      r.String("state", &rep.state);
+      r.String("reason", &rep.reason, false);
+      r.Int("bytes_total", &rep.bytes_total, 0, int64_t{1} << 60, false);
+      r.Int("bytes_sent", &rep.bytes_sent, 0, int64_t{1} << 60, false);
+      r.Int("chunks_skipped", &rep.chunks_skipped, 0, int64_t{1} << 40, false);
+      r.Number("seconds", &rep.seconds, 0, 1e9, false);
+      Status s = r.Finish();
+      if (!s.ok()) return ErrorResponse(s);
+      s = platform_.ReportStaging(id, rep);
       if (!s.ok()) return ErrorResponse(s);
       auto job = platform_.GetJob(id);
       if (!job.ok()) return ErrorResponse(job.status());

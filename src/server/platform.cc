@@ -333,6 +333,9 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
     assigned.insert(job.id);
     if (job.cancel_requested || job.preempt_requested) {
       reply.cancels.push_back(job.id);
+    } else if (job.state == "scheduled" && job.order.contains("staging") &&
+               job.order["staging"].value("state", "") != "done") {
+      continue;  // waits for its dataset
     } else if (job.state == "scheduled") {
       Assignment a;
       a.job_id = job.id;
@@ -340,6 +343,7 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
       a.cards = job.spec["resources"]["cards"].get<int64_t>();
       a.accelerator = job.order.value("accelerator", "");
       a.run = job.spec["run"];
+      a.dataset_dir = job.order.value("dataset_dir", "");
       reply.assignments.push_back(std::move(a));
     }
   }
@@ -355,6 +359,28 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
         reply.cancels.push_back(job_id);
       }
     }
+  }
+  // Datasets this site holds that jobs placed elsewhere wait for: copied
+  // to the destination's transfer service (resumable, so asking again after
+  // an interruption is cheap; the agent ignores a staging it is running).
+  for (const auto& [id, job] : active_) {
+    if (job.state != "scheduled" || job.cancel_requested || !job.order.contains("staging")) {
+      continue;
+    }
+    const Json& staging = job.order["staging"];
+    if (staging.value("from", "") != site_id || staging.value("state", "") == "done") continue;
+    auto dest = store_.GetSite(job.site_id);
+    if (!dest.ok() || !dest->has_value()) continue;
+    const Json& telemetry = (*dest)->telemetry;
+    if (!telemetry.is_object() || !telemetry.contains("transfer")) continue;  // not yet advertised
+    StagingOrder o;
+    o.job_id = id;
+    o.path = staging.value("path", "");
+    o.dest_site = job.site_id;
+    o.dest_address = telemetry["transfer"].value("address", "");
+    o.dest_port = telemetry["transfer"].value("port", int64_t{0});
+    o.dest_path = staging.value("dest_path", "");
+    reply.stagings.push_back(std::move(o));
   }
   // The jobs handed out must be on disk first: a site never runs a job a
   // crash could forget.
@@ -501,6 +527,7 @@ std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobS
     job.decision = explained;
     // The order: the chosen option priced now; billing uses this snapshot.
     job.order = sched::OptionToJson(*best);
+    PlanStaging(job, spec);
     job.reason = d.summary;
     snap.loads[best->pool_id].free_cards -= spec.cards;
     *placed = true;
@@ -705,6 +732,70 @@ Result<std::string> Platform::ReadLog(const std::string& job_id, int64_t offset,
   return store_.ReadLog(job_id, offset, max_bytes);
 }
 
+void Platform::PlanStaging(JobRecord& job, const JobSpec& spec) {
+  if (spec.dataset_path.empty()) return;
+  if (job.site_id == spec.dataset_site) {
+    job.order["dataset_dir"] = spec.dataset_path;
+    return;
+  }
+  // Staged copies live under staged/<data site>/<path>, so a later job on
+  // the same data finds them (and the transfer sends nothing it verifies).
+  std::string from = spec.dataset_site.substr(4);  // without "cpn:"
+  std::replace(from.begin(), from.end(), '/', '_');
+  const std::string dest_path = "staged/" + from + "/" + spec.dataset_path;
+  job.order["dataset_dir"] = dest_path;
+  job.order["staging"] = {{"state", "waiting"},
+                          {"from", spec.dataset_site},
+                          {"path", spec.dataset_path},
+                          {"dest_path", dest_path},
+                          {"failures", 0}};
+}
+
+Status Platform::ReportStaging(const std::string& job_id, const StagingReport& rep) {
+  if (rep.state != "done" && rep.state != "failed") {
+    return InvalidArgument("state: expected done or failed, got '" + rep.state.substr(0, 32) + "'");
+  }
+  if (!IsValidJobId(job_id)) return GetJob(job_id).status();
+  std::lock_guard lock(mu_);
+  auto found = FindLocked(job_id);
+  if (!found.ok()) return found.status();
+  JobRecord j = *found;
+  if (j.state != "scheduled" || !j.order.contains("staging") ||
+      j.order["staging"].value("from", "") != rep.site_id) {
+    return FailedPrecondition("job " + job_id + " has no staging from " + rep.site_id);
+  }
+  Json& staging = j.order["staging"];
+  if (staging.value("state", "") == "done") return Status::Ok();  // a retried report
+  j.updated_ms = clock_.NowMs();
+  if (rep.state == "done") {
+    staging["state"] = "done";
+    staging["bytes_total"] = rep.bytes_total;
+    staging["bytes_sent"] = rep.bytes_sent;
+    staging["chunks_skipped"] = rep.chunks_skipped;
+    staging["seconds"] = rep.seconds;
+    std::string why =
+        fmt::format("dataset staged from {} to {}: {:.1f} MB sent of {:.1f} MB in {:.1f} s{}",
+                    rep.site_id, j.site_id, static_cast<double>(rep.bytes_sent) / 1e6,
+                    static_cast<double>(rep.bytes_total) / 1e6, rep.seconds,
+                    rep.bytes_sent == 0 && rep.bytes_total > 0 ? " (already there, verified)" : "");
+    return UpdateLocked(j, Event(job_id, "scheduled", why));
+  }
+  const int64_t failures = staging.value("failures", int64_t{0}) + 1;
+  staging["failures"] = failures;
+  staging["last_error"] = rep.reason;
+  if (failures >= 3) {
+    j.state = "failed";
+    j.finished_ms = j.updated_ms;
+    j.reason = fmt::format("staging the dataset from {} failed {} times: {}", rep.site_id, failures,
+                           rep.reason);
+    return UpdateLocked(j, Event(job_id, "failed", j.reason));
+  }
+  staging["state"] = "waiting";
+  return UpdateLocked(j, Event(job_id, "scheduled",
+                               fmt::format("staging from {} failed (attempt {} of 3): {}; retrying",
+                                           rep.site_id, failures, rep.reason)));
+}
+
 void Platform::Learn(const JobRecord& j) {
   // A completed job's real run time tells how much of peak its accelerator
   // delivered for its class; ThroughputMatrix ignores impossible figures
@@ -815,6 +906,7 @@ Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::s
   job.attempts += 1;
   job.decision = explained;
   job.order = sched::OptionToJson(*chosen);
+  PlanStaging(job, spec);
   job.reason = why;
   job.updated_ms = clock_.NowMs();
   snap.loads[pool_id].free_cards -= spec.cards;
@@ -970,6 +1062,7 @@ Json Platform::JobToJson(const JobRecord& j) const {
            {"spec", j.spec},
            {"order", j.order},
            {"decision", j.decision}};
+  if (j.order.contains("staging")) out["staging"] = j.order["staging"];
   // Metering: what actually ran, priced at the order's snapshot price.
   if (j.started_ms > 0 && !j.order.empty()) {
     int64_t end = j.finished_ms > 0 ? j.finished_ms : clock_.NowMs();

@@ -47,12 +47,33 @@ struct PlatformOptions {
 struct Assignment {
   std::string job_id, pool_id, accelerator;
   int64_t cards = 0;
-  Json run;  // {"command", "env", "workdir"}
+  Json run;                 // {"command", "env", "workdir"}
+  std::string dataset_dir;  // under the site's data root; "" without a dataset path
+};
+
+// Asks a data site's agent to copy a job's dataset to the site the job was
+// placed on (its transfer service, as its heartbeats advertise it).
+struct StagingOrder {
+  std::string job_id;
+  std::string path;  // under this site's data root
+  std::string dest_site, dest_address;
+  int64_t dest_port = 0;
+  std::string dest_path;  // under the destination's data root
 };
 
 struct HeartbeatReply {
   std::vector<Assignment> assignments;
   std::vector<std::string> cancels;
+  std::vector<StagingOrder> stagings;
+};
+
+// A data site's agent on one staging.
+struct StagingReport {
+  std::string site_id;
+  std::string state;  // done | failed
+  std::string reason;
+  int64_t bytes_total = 0, bytes_sent = 0, chunks_skipped = 0;
+  double seconds = 0;
 };
 
 // What an agent says about one job.
@@ -106,6 +127,9 @@ class Platform {
   Result<JobRecord> Cancel(const std::string& id);
   Result<std::vector<JobEvent>> Events(const std::string& id);
   Status Report(const std::string& job_id, const JobReport& report);
+  // A staging finished at the data site: the job may start (done), or the
+  // staging is tried again, failing the job after three failures.
+  Status ReportStaging(const std::string& job_id, const StagingReport& report);
   Result<int64_t> AppendLog(const std::string& job_id, const std::string& site_id, int64_t offset,
                             const std::string& data);
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset, int64_t max_bytes);
@@ -145,6 +169,9 @@ class Platform {
   // the queue, or failed past max_attempts; a pending cancel completes.
   Status LoseJobLocked(JobRecord job, const std::string& why);
   void Learn(const JobRecord& job);
+  // After a placement: what the job's dataset needs (order.dataset_dir, and
+  // order.staging when it must be copied to the chosen site first).
+  static void PlanStaging(JobRecord& job, const JobSpec& spec);
   // Schedules `job` on `pool_id` as a batch round decided, with Decide()'s
   // explanation of the job on its own beside it.
   Status PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
