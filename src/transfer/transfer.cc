@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 namespace cpn::transfer {
@@ -470,8 +471,14 @@ struct TransferServer::Impl {
   std::atomic<bool> stopping{false};
   std::mutex mu;
   std::map<std::string, std::shared_ptr<Session>> sessions;
-  std::vector<std::thread> workers;
+  struct Worker {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Worker> workers;  // finished ones are joined at the next accept
+  std::set<int> open_fds;       // shut down by Stop(), so no worker waits forever
   std::atomic<int>* corrupt_next = nullptr;
+  std::atomic<int> active{0};
 
   void Serve(Socket conn);
   void Control(Socket& conn);
@@ -519,7 +526,23 @@ Result<int> TransferServer::Start() {
         continue;
       }
       std::lock_guard lock(impl->mu);
-      impl->workers.emplace_back([impl, fd] { impl->Serve(Socket(fd)); });
+      ++impl->active;  // counted from accept, so a waiter never misses it
+      auto& ws = impl->workers;
+      for (size_t i = 0; i < ws.size();) {
+        if (ws[i].done->load()) {
+          ws[i].thread.join();
+          ws[i] = std::move(ws.back());
+          ws.pop_back();
+        } else {
+          ++i;
+        }
+      }
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      ws.push_back({std::thread([impl, fd, done] {
+                      impl->Serve(Socket(fd));
+                      *done = true;
+                    }),
+                    done});
     }
   });
   return impl_->port;
@@ -529,18 +552,44 @@ void TransferServer::Stop() {
   if (!impl_ || impl_->stopping.exchange(true)) return;
   ::shutdown(impl_->listener.fd(), SHUT_RDWR);
   if (impl_->acceptor.joinable()) impl_->acceptor.join();
-  std::vector<std::thread> workers;
+  std::vector<Impl::Worker> workers;
   {
     std::lock_guard lock(impl_->mu);
     workers.swap(impl_->workers);
+    for (int fd : impl_->open_fds) ::shutdown(fd, SHUT_RDWR);
   }
-  for (auto& w : workers) w.join();
+  for (auto& w : workers) w.thread.join();
 }
 
+int TransferServer::ActiveConnections() const { return impl_->active.load(); }
+
 void TransferServer::Impl::Serve(Socket conn) {
+  struct Count {
+    std::atomic<int>& n;
+    ~Count() { --n; }
+  } count{active};
+  {
+    std::lock_guard lock(mu);
+    if (stopping) return;
+    open_fds.insert(conn.fd());
+  }
+  struct Forget {
+    Impl* impl;
+    int fd;
+    ~Forget() {
+      std::lock_guard lock(impl->mu);
+      impl->open_fds.erase(fd);
+    }
+  } forget{this, conn.fd()};
+  // A peer silent this long is gone: data connections carry chunks
+  // continuously; the control connection waits out a whole round of data.
+  timeval data_timeout{60, 0};
+  ::setsockopt(conn.fd(), SOL_SOCKET, SO_RCVTIMEO, &data_timeout, sizeof data_timeout);
   char magic[6];
   if (!conn.RecvAll(magic, 6).ok()) return;
   if (std::memcmp(magic, kControlMagic, 6) == 0) {
+    timeval control_timeout{6 * 3600, 0};
+    ::setsockopt(conn.fd(), SOL_SOCKET, SO_RCVTIMEO, &control_timeout, sizeof control_timeout);
     Control(conn);
   } else if (std::memcmp(magic, kDataMagic, 6) == 0) {
     Data(conn);

@@ -108,6 +108,8 @@ class TransferServer {
   // Tests: damage the next `n` chunks received (flip one byte) before their
   // check, as a faulty link would.
   void CorruptNextChunks(int n) { corrupt_next_ = n; }
+  // Connections being served now (control and data).
+  int ActiveConnections() const;
 
   struct Impl;
 

@@ -88,8 +88,10 @@ TEST_F(TransferTest, AnInterruptedTransferResumesWithWhatIsMissing) {
   // Nothing half-written is visible under the final name.
   EXPECT_FALSE(fs::exists(dir_ / "root/in/big.bin"));
   // What the cut sender had handed to its sockets still arrives; a sender
-  // run again seconds later finds it there.
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // run again later finds it there.
+  while (server_->ActiveConnections() > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   auto resumed = Push("127.0.0.1", port_, (dir_ / "src/big.bin").string(), "in", Small());
   ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
   EXPECT_GE(resumed->chunks_skipped, 200u);
