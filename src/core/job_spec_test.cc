@@ -58,6 +58,9 @@ TEST(JobSpec, EveryBadFieldIsNamed) {
       {"/run/command", "", "job.run.command: must not be empty"},
       {"/run/env", Json{{"1BAD", "x"}}, "job.run.env: '1BAD' is not a valid variable name"},
       {"/run/workdir", "../../etc", "job.run.workdir: must not contain '..'"},
+      {"/dataset/path", "../etc", "job.dataset.path: expected a relative path"},
+      {"/dataset/path", "/abs/data", "job.dataset.path: expected a relative path"},
+      {"/dataset/path", "a//b", "job.dataset.path: expected a relative path"},
       {"/surprise", 1, "job.surprise: unknown field"},
       {"/resources/gpus", 1, "job.resources.gpus: unknown field"},
   };
