@@ -86,15 +86,11 @@ void Platform::Remember(const JobRecord& job) {
   }
 }
 
-Result<uint64_t> Platform::EnqueueLocked(std::shared_ptr<QueuedWrite> write) {
+Result<uint64_t> Platform::EnqueueLocked(JobWrite write) {
   std::lock_guard lock(log_mu_);
   if (!log_error_.ok()) return log_error_;
   log_queue_.push_back(std::move(write));
   return ++log_queued_;
-}
-
-Result<uint64_t> Platform::EnqueueLocked(JobWrite write) {
-  return EnqueueLocked(std::make_shared<QueuedWrite>(QueuedWrite{std::move(write), true}));
 }
 
 uint64_t Platform::LastQueuedSeq() {
@@ -111,18 +107,11 @@ Status Platform::WaitDurable(uint64_t seq) {
       continue;
     }
     // Leader: commit everything queued so far in one transaction.
-    std::vector<std::shared_ptr<QueuedWrite>> queued;
-    queued.swap(log_queue_);
+    std::vector<JobWrite> batch;
+    batch.swap(log_queue_);
     const uint64_t upto = log_queued_;
     log_writing_ = true;
-    // Submitters finish serialising their writes outside mu_ (microseconds).
-    log_cv_.wait(lock, [&] {
-      return std::all_of(queued.begin(), queued.end(), [](const auto& q) { return q->ready; });
-    });
     lock.unlock();
-    std::vector<JobWrite> batch;
-    batch.reserve(queued.size());
-    for (auto& q : queued) batch.push_back(std::move(q->write));
     Status written = store_.WriteJobs(batch);
     lock.lock();
     log_writing_ = false;
@@ -137,11 +126,16 @@ Status Platform::WaitDurable(uint64_t seq) {
   return Status::Ok();
 }
 
+Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events) {
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events)});
+  if (!seq.ok()) return seq.status();
+  Remember(job);
+  return *seq;
+}
+
 Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEvent& event) {
-  JobWrite write;
-  write.job = job;
-  write.events = {event};
-  auto seq = EnqueueLocked(std::move(write));
+  auto seq = EnqueueLocked(JobWrite{job, false, {event}});
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
@@ -603,26 +597,10 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
-  // Queued now, in order; its JSON is serialised after mu_ is released, so
-  // neither the lock nor the commit pays for it.
-  auto queued = std::make_shared<QueuedWrite>();
-  queued->write.job = job;
-  queued->write.create = true;
-  queued->write.events = std::move(events);
-  queued->ready = false;
-  auto seq = EnqueueLocked(queued);
+  auto seq = CreateLocked(job, std::move(events));
   if (!seq.ok()) return seq.status();
-  Remember(job);
-  lock.unlock();
-  queued->write.spec_json = job.spec.dump();
-  queued->write.decision_json = job.decision.dump();
-  queued->write.order_json = job.order.dump();
-  {
-    std::lock_guard ready(log_mu_);
-    queued->ready = true;
-  }
-  log_cv_.notify_all();
   // Acknowledged once on disk; concurrent submissions share the sync.
+  lock.unlock();
   CPN_RETURN_IF_ERROR(WaitDurable(*seq));
   return job;
 }

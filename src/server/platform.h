@@ -177,20 +177,14 @@ class Platform {
   Status PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::string& pool_id,
                        Snapshot& snap, size_t round_jobs);
   JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
-  // Every job write goes through these (Submit queues its new job itself):
-  // applied to active_ at once and queued for the store in order.
-  // UpdateLocked waits for the disk itself (under mu_); QueueUpdateLocked
-  // returns the write's number and leaves the wait to its caller (a round's
-  // many writes share one sync).
+  // Every job write goes through these: applied to active_ at once and
+  // queued for the store in order. CreateLocked returns the write's number
+  // for WaitDurable; UpdateLocked waits for the disk itself (under mu_);
+  // QueueUpdateLocked leaves the wait to its caller (a round's many writes
+  // share one sync).
+  Result<uint64_t> CreateLocked(const JobRecord& job, std::vector<JobEvent> events);
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
-  // A queued write; one not `ready` is still being serialised by its
-  // submitter (outside mu_), and the committing thread waits for it.
-  struct QueuedWrite {
-    JobWrite write;
-    bool ready = true;
-  };
-  Result<uint64_t> EnqueueLocked(std::shared_ptr<QueuedWrite> write);
   Result<uint64_t> EnqueueLocked(JobWrite write);
   // Returns once write `seq` and every write before it are on disk. The
   // first waiter to find no commit in progress writes everything queued in
@@ -249,7 +243,7 @@ class Platform {
   // Group commit queue (see WaitDurable); taken after mu_, never before.
   std::mutex log_mu_;
   std::condition_variable log_cv_;
-  std::vector<std::shared_ptr<QueuedWrite>> log_queue_;
+  std::vector<JobWrite> log_queue_;
   uint64_t log_queued_ = 0, log_durable_ = 0;
   bool log_writing_ = false;
   Status log_error_;

@@ -334,7 +334,7 @@ Result<std::vector<SiteRecord>> SqliteStore::ListSites() {
   return out;
 }
 
-Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert, const JobWrite* pre) {
+Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert) {
   std::string sql = insert ? fmt::format(
                                  "INSERT INTO jobs({}) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
                                  "?10,?11,?12,?13,?14,?15,?16,?17,?18)",
@@ -349,12 +349,12 @@ Status SqliteStore::WriteJobLocked(const JobRecord& j, bool insert, const JobWri
   if (!s.ok()) return s.error();
   s.Bind(1, j.id);
   s.Bind(2, j.tenant);
-  s.Bind(3, pre != nullptr && !pre->spec_json.empty() ? pre->spec_json : j.spec.dump());
+  s.Bind(3, j.spec.dump());
   s.Bind(4, j.state);
   s.Bind(5, j.site_id);
   s.Bind(6, j.pool_id);
-  s.Bind(7, pre != nullptr && !pre->decision_json.empty() ? pre->decision_json : j.decision.dump());
-  s.Bind(8, pre != nullptr && !pre->order_json.empty() ? pre->order_json : j.order.dump());
+  s.Bind(7, j.decision.dump());
+  s.Bind(8, j.order.dump());
   s.Bind(9, int64_t{j.cancel_requested ? 1 : j.preempt_requested ? 2 : 0});
   s.Bind(10, j.attempts);
   if (j.exit_code)
@@ -403,7 +403,7 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
   Transaction tx(db_);
   if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
   for (const JobWrite& w : writes) {
-    CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create, &w));
+    CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create));
     for (const JobEvent& event : w.events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
   }
   return tx.Commit();

@@ -49,7 +49,7 @@ class SqliteStore final : public Store {
  private:
   explicit SqliteStore(sqlite3* db) : db_(db), read_db_(db) {}
   Status Exec(const std::string& sql);
-  Status WriteJobLocked(const JobRecord& job, bool insert, const JobWrite* pre = nullptr);
+  Status WriteJobLocked(const JobRecord& job, bool insert);
   Status AppendEventLocked(const JobEvent& event);
   Result<std::vector<JobRecord>> QueryJobsLocked(bool reader, const std::string& where,
                                                  const std::vector<std::string>& args,

@@ -73,10 +73,6 @@ struct JobWrite {
   JobRecord job;
   bool create = false;
   std::vector<JobEvent> events;
-  // The job's JSON columns (spec, decision, order) already serialised by
-  // the writer's own thread, so the one committing a batch need not; empty:
-  // the store serialises them.
-  std::string spec_json, decision_json, order_json;
 };
 
 struct JobFilter {
