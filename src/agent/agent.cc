@@ -332,7 +332,7 @@ void Agent::StartStaging(const Json& order) {
   const std::string site = config_.site.id;
   const bool has_root = !config_.data_root.empty();
   raw->worker = std::thread([raw, source, to, site, has_root] {
-    Json result{{"site", site}};
+    Json result{{"site", site}, {"to", to.value("site", "")}};
     if (!has_root) {
       result["state"] = "failed";
       result["reason"] = "site " + site + " has no data_root in its agent config";

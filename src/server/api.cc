@@ -425,6 +425,7 @@ HttpResponse Api::Route(const HttpRequest& req) {
       FieldReader r(*body, "staging");
       StagingReport rep;
       r.String("site", &rep.site_id);
+      r.String("to", &rep.dest_site, false);
       r.String("state", &rep.state);
       r.String("reason", &rep.reason, false);
       r.Int("bytes_total", &rep.bytes_total, 0, int64_t{1} << 60, false);

@@ -764,6 +764,10 @@ Status Platform::ReportStaging(const std::string& job_id, const StagingReport& r
       j.order["staging"].value("from", "") != rep.site_id) {
     return FailedPrecondition("job " + job_id + " has no staging from " + rep.site_id);
   }
+  if (!rep.dest_site.empty() && rep.dest_site != j.site_id) {
+    return FailedPrecondition("job " + job_id + " was placed again, on " + j.site_id +
+                              "; this staging to " + rep.dest_site + " no longer counts");
+  }
   Json& staging = j.order["staging"];
   if (staging.value("state", "") == "done") return Status::Ok();  // a retried report
   j.updated_ms = clock_.NowMs();

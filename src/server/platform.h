@@ -70,7 +70,8 @@ struct HeartbeatReply {
 // A data site's agent on one staging.
 struct StagingReport {
   std::string site_id;
-  std::string state;  // done | failed
+  std::string dest_site;  // where it copied to; a report for an earlier placement is refused
+  std::string state;      // done | failed
   std::string reason;
   int64_t bytes_total = 0, bytes_sent = 0, chunks_skipped = 0;
   double seconds = 0;
