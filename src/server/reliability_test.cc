@@ -265,6 +265,54 @@ TEST_F(ReliabilityTest, ADrainedSiteTakesNoNewJobsButFinishesItsOwn) {
   EXPECT_EQ(p->SetDrained("cpn:cn.xx/no/where", true).status().code(), StatusCode::kNotFound);
 }
 
+TEST_F(ReliabilityTest, AJobWaitsForItsDatasetAndFailsAfterThreeFailedStagings) {
+  auto p = Make();
+  RegisterAll(*p);
+  JobSpec spec = Job();
+  spec.dataset_path = "corpus/v1";
+  auto job = p->Submit(spec);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  ASSERT_EQ(job->site_id, kNx);  // away from its data at bj-1
+  EXPECT_EQ(job->order["staging"]["state"], "waiting");
+  // nx-1 advertises its transfer service; it gets no assignment yet.
+  Json nx_telemetry{{"transfer", {{"address", "10.0.0.2"}, {"port", 7070}}}};
+  EXPECT_TRUE(p->Heartbeat(kNx, nx_telemetry)->assignments.empty());
+  // bj-1 is asked to copy it there.
+  auto bj = p->Heartbeat(kBj, Json::object());
+  ASSERT_TRUE(bj.ok());
+  ASSERT_EQ(bj->stagings.size(), 1u);
+  EXPECT_EQ(bj->stagings[0].path, "corpus/v1");
+  EXPECT_EQ(bj->stagings[0].dest_address, "10.0.0.2");
+  EXPECT_EQ(bj->stagings[0].dest_path, "staged/cn.bj_acme_bj-1/corpus/v1");
+  // Reports from the wrong site, or for another destination, are refused.
+  StagingReport wrong{kSg, "", "done", "", 1, 1, 0, 0.1};
+  EXPECT_EQ(p->ReportStaging(job->id, wrong).code(), StatusCode::kFailedPrecondition);
+  StagingReport stale{kBj, kSg, "done", "", 1, 1, 0, 0.1};
+  EXPECT_EQ(p->ReportStaging(job->id, stale).code(), StatusCode::kFailedPrecondition);
+  // Two failures: asked again each time; the third fails the job.
+  StagingReport failed{kBj, kNx, "failed", "no route to host", 0, 0, 0, 0};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(p->ReportStaging(job->id, failed).ok());
+    EXPECT_EQ(p->GetJob(job->id)->state, "scheduled");
+    EXPECT_EQ(p->Heartbeat(kBj, Json::object())->stagings.size(), 1u);
+  }
+  ASSERT_TRUE(p->ReportStaging(job->id, failed).ok());
+  auto ended = p->GetJob(job->id);
+  EXPECT_EQ(ended->state, "failed");
+  EXPECT_NE(ended->reason.find("failed 3 times: no route to host"), std::string::npos)
+      << ended->reason;
+
+  // Done: the job is handed out, with where its data is.
+  auto second = p->Submit(spec);
+  ASSERT_TRUE(second.ok());
+  StagingReport done{kBj, kNx, "done", "", 4096, 0, 1, 0.2};
+  ASSERT_TRUE(p->ReportStaging(second->id, done).ok());
+  auto reply = p->Heartbeat(kNx, nx_telemetry);
+  ASSERT_EQ(reply->assignments.size(), 1u);
+  EXPECT_EQ(reply->assignments[0].dataset_dir, "staged/cn.bj_acme_bj-1/corpus/v1");
+  EXPECT_EQ(p->GetJob(second->id)->order["staging"]["bytes_total"], 4096);
+}
+
 }  // namespace
 }  // namespace cpn
 
