@@ -599,17 +599,27 @@ TEST(Integration, TransferToASiteThroughItsAgent) {
 }
 
 // A job placed away from its data: the data site's agent stages the dataset
-// to the chosen site before the job starts; the job reads it there. A second
+// (over TLS) to the chosen site before the job starts; the job reads it there. A second
 // job on the same data finds it already there, verified, and nothing moves.
 TEST(Integration, DatasetsAreStagedBeforeTheJobStarts) {
   Network net("staging");
   net.StartServer();
+  // The transfer services run TLS with one self-signed certificate, which
+  // each agent also trusts for the sites it stages to.
+  const std::string cert = net.dir() + "/cert.pem", key = net.dir() + "/key.pem";
+  ASSERT_EQ(RunShell("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                     "-addext subjectAltName=IP:127.0.0.1 -keyout " +
+                     key + " -out " + cert)
+                .exit_code,
+            0);
   auto with_data_root = [&](const char* site_id, const std::string& name) {
     std::string toml = AgentConfigToToml(*net.topology().FindSite(site_id), net.url(),
                                          net.dir() + "/work-" + name, 200);
     toml.replace(toml.find("heartbeat_s"), 0,
                  "data_root = \"" + net.dir() + "/data-" + name +
-                     "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n");
+                     "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n" +
+                     "transfer_tls_cert = \"" + cert + "\"\ntransfer_tls_key = \"" + key +
+                     "\"\ntransfer_tls_ca = \"" + cert + "\"\n");
     return toml;
   };
   fs::create_directories(net.dir() + "/data-bj/corpus/part");
@@ -641,6 +651,10 @@ TEST(Integration, DatasetsAreStagedBeforeTheJobStarts) {
   EXPECT_NE(logs.find("b.bin"), std::string::npos) << logs;
   std::string events = net.Cli("job " + first["id"].get<std::string>()).out;
   EXPECT_NE(events.find("dataset staged from"), std::string::npos) << events;
+  auto http = net::HttpClient::Create(net.url());
+  auto zw = http->Send("GET", "/v1/sites/cn.nx/zwcloud/zw-01");
+  ASSERT_TRUE(zw.ok());
+  EXPECT_EQ(Json::parse(zw->body)["telemetry"]["transfer"]["tls"], true) << zw->body;
 
   Json second = net.CliJson("submit " + net.WriteFile("j2.json", job("second")));
   Json done2 = WaitForEnd(net, second["id"]);

@@ -108,7 +108,8 @@ Json Agent::Telemetry() const {
            {"jobs", jobs_.size()},
            {"active_jobs", active}};
   if (transfer_port_ > 0) {
-    out["transfer"] = {{"address", transfer_address_}, {"port", transfer_port_}};
+    out["transfer"] = {
+        {"address", transfer_address_}, {"port", transfer_port_}, {"tls", transfer_tls_}};
   }
   return out;
 }
@@ -331,7 +332,10 @@ void Agent::StartStaging(const Json& order) {
   const Json to = order.value("to", Json::object());
   const std::string site = config_.site.id;
   const bool has_root = !config_.data_root.empty();
-  raw->worker = std::thread([raw, source, to, site, has_root] {
+  transfer::PushOptions options;
+  options.tls = to.value("tls", false);
+  options.tls_ca_file = config_.transfer_tls_ca;
+  raw->worker = std::thread([raw, source, to, site, has_root, options] {
     Json result{{"site", site}, {"to", to.value("site", "")}};
     if (!has_root) {
       result["state"] = "failed";
@@ -339,7 +343,7 @@ void Agent::StartStaging(const Json& order) {
     } else {
       auto stats =
           transfer::Push(to.value("address", ""), static_cast<int>(to.value("port", int64_t{0})),
-                         source, to.value("path", ""));
+                         source, to.value("path", ""), options);
       if (stats.ok()) {
         result["state"] = "done";
         result["bytes_total"] = stats->bytes_total;

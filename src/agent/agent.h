@@ -46,9 +46,10 @@ class Agent {
   size_t active_jobs() const { return jobs_.size(); }
   // Where this site's transfer service listens; sent in every heartbeat so
   // `cpn transfer FILE SITE:PATH` can find it.
-  void SetTransferEndpoint(std::string address, int port) {
+  void SetTransferEndpoint(std::string address, int port, bool tls = false) {
     transfer_address_ = std::move(address);
     transfer_port_ = port;
+    transfer_tls_ = tls;
   }
 
  private:
@@ -92,6 +93,7 @@ class Agent {
   AgentConfig config_;
   std::string transfer_address_;
   int transfer_port_ = 0;
+  bool transfer_tls_ = false;
   const Catalog& catalog_;
   Executor& executor_;
   const Clock& clock_;

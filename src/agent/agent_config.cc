@@ -22,6 +22,12 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   r.String("data_root", &c.data_root, false);
   r.String("transfer_listen", &c.transfer_listen, false);
   r.Int("transfer_port", &c.transfer_port, 0, 65535, false);
+  r.String("transfer_tls_cert", &c.transfer_tls_cert, false);
+  r.String("transfer_tls_key", &c.transfer_tls_key, false);
+  r.String("transfer_tls_ca", &c.transfer_tls_ca, false);
+  if (r.ok() && c.transfer_tls_cert.empty() != c.transfer_tls_key.empty()) {
+    r.FailField("transfer_tls_key", "transfer_tls_cert and transfer_tls_key go together");
+  }
   if (r.ok() && c.executor != "local" && c.executor != "slurm") {
     r.FailField("executor", "expected \"local\" or \"slurm\", got \"" + c.executor + "\"");
   }

@@ -27,6 +27,10 @@ struct AgentConfig {
   std::string data_root;
   std::string transfer_listen = "0.0.0.0";
   int64_t transfer_port = 7070;
+  // TLS for the transfer service (both or neither), and the CA certificates
+  // this agent checks other sites' transfer services against when it stages
+  // data to them (empty: the system's CAs).
+  std::string transfer_tls_cert, transfer_tls_key, transfer_tls_ca;
   Site site;
 };
 

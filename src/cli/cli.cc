@@ -188,7 +188,8 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
   std::unique_ptr<transfer::TransferServer> receiver;
   if (!config->data_root.empty()) {
     receiver = std::make_unique<transfer::TransferServer>(
-        config->data_root, config->transfer_listen, static_cast<int>(config->transfer_port));
+        config->data_root, config->transfer_listen, static_cast<int>(config->transfer_port),
+        transfer::TlsServerConfig{config->transfer_tls_cert, config->transfer_tls_key});
     auto port = receiver->Start();
     if (!port.ok()) return Fail(port.status().WithContext("transfer service"));
     std::string advertised = config->transfer_listen;
@@ -197,7 +198,7 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
       ::gethostname(host, sizeof host - 1);
       advertised = host;
     }
-    agent.SetTransferEndpoint(advertised, *port);
+    agent.SetTransferEndpoint(advertised, *port, !config->transfer_tls_cert.empty());
     spdlog::info("transfer service: receiving into {} on {}:{}", config->data_root,
                  config->transfer_listen, *port);
   }
@@ -432,7 +433,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 86400.0));
 
   // transfer: serve a data root, or push a file or tree to one.
-  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst, xfer_port_file, xfer_server;
+  std::string xfer_root, xfer_listen = "127.0.0.1", xfer_src, xfer_dst, xfer_port_file, xfer_server,
+                         xfer_tls_cert, xfer_tls_key, xfer_tls_ca;
+  bool xfer_tls = false;
   int xfer_port = 7070, xfer_streams = 0;
   std::string xfer_congestion = "bbr";
   bool xfer_compress = false, xfer_json = false;
@@ -454,6 +457,11 @@ int Main(int argc, char** argv) {
                        "'system' keeps the kernel's default)");
   xfer_cmd->add_flag("--compress", xfer_compress, "zstd-compress chunks where it helps");
   xfer_cmd->add_flag("--json", xfer_json, "also print the figures as one line of JSON");
+  xfer_cmd->add_flag("--tls", xfer_tls,
+                     "TLS on every connection (on by itself for a site that advertises it)");
+  xfer_cmd->add_option("--tls-ca", xfer_tls_ca,
+                       "CA certificates (PEM) to check the receiver's certificate against "
+                       "(default: the system's)");
   xfer_cmd->add_option("--rate-limit-mbps", xfer_rate, "cap the sending rate (Mbit/s)")
       ->check(CLI::Range(0.0, 1e6));
   xfer_cmd->add_option("--chunk-mib", xfer_chunk_mib, "chunk size in MiB")
@@ -464,8 +472,15 @@ int Main(int argc, char** argv) {
   xfer_serve->add_option("--listen", xfer_listen, "address to listen on");
   xfer_serve->add_option("--port", xfer_port, "port (0 picks one)")->check(CLI::Range(0, 65535));
   xfer_serve->add_option("--port-file", xfer_port_file, "write the bound port here");
+  xfer_serve->add_option("--tls-cert", xfer_tls_cert, "certificate chain (PEM): require TLS");
+  xfer_serve->add_option("--tls-key", xfer_tls_key, "private key (PEM) of --tls-cert");
   xfer_serve->callback([&] {
-    transfer::TransferServer server(xfer_root, xfer_listen, xfer_port);
+    if (xfer_tls_cert.empty() != xfer_tls_key.empty()) {
+      rc = Fail(InvalidArgument("--tls-cert and --tls-key go together"));
+      return;
+    }
+    transfer::TransferServer server(xfer_root, xfer_listen, xfer_port,
+                                    {xfer_tls_cert, xfer_tls_key});
     auto port = server.Start();
     if (!port.ok()) {
       rc = Fail(port.status());
@@ -524,6 +539,7 @@ int Main(int argc, char** argv) {
       }
       host = endpoint->value("address", "");
       port = endpoint->value("port", 0);
+      if (endpoint->value("tls", false)) xfer_tls = true;
     }
     size_t c1 = xfer_dst.find(':');
     size_t c2 = c1 == std::string::npos ? c1 : xfer_dst.find(':', c1 + 1);
@@ -548,6 +564,8 @@ int Main(int argc, char** argv) {
     o.congestion = xfer_congestion == "system" ? "" : xfer_congestion;
     o.compress = xfer_compress;
     o.rate_limit_mbps = xfer_rate;
+    o.tls = xfer_tls || !xfer_tls_ca.empty();
+    o.tls_ca_file = xfer_tls_ca;
     o.chunk_bytes = xfer_chunk_mib << 20;
     const auto t0 = std::chrono::steady_clock::now();
     if (isatty(2)) {

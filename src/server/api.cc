@@ -272,7 +272,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
                                {{"site", o.dest_site},
                                 {"address", o.dest_address},
                                 {"port", o.dest_port},
-                                {"path", o.dest_path}}}});
+                                {"path", o.dest_path},
+                                {"tls", o.dest_tls}}}});
         }
         return JsonResponse(
             200, {{"assignments", a}, {"cancel", reply->cancels}, {"stagings", stagings}});

@@ -380,6 +380,7 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
     o.dest_address = telemetry["transfer"].value("address", "");
     o.dest_port = telemetry["transfer"].value("port", int64_t{0});
     o.dest_path = staging.value("dest_path", "");
+    o.dest_tls = telemetry["transfer"].value("tls", false);
     reply.stagings.push_back(std::move(o));
   }
   // The jobs handed out must be on disk first: a site never runs a job a

@@ -59,6 +59,7 @@ struct StagingOrder {
   std::string dest_site, dest_address;
   int64_t dest_port = 0;
   std::string dest_path;  // under the destination's data root
+  bool dest_tls = false;  // the destination's transfer service wants TLS
 };
 
 struct HeartbeatReply {

@@ -5,6 +5,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,23 +46,75 @@ constexpr uint32_t kMaxMessageBytes = 256u << 20;  // a manifest of ~1M chunks
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
 // A socket closed on destruction.
+std::string TlsError() {
+  unsigned long e = ERR_get_error();
+  if (e == 0) return "no detail";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  ERR_clear_error();
+  return buf;
+}
+
+// A connection, plain or TLS (after Handshake). Closed on destruction.
 class Socket {
  public:
   Socket() = default;
   explicit Socket(int fd) : fd_(fd) {}
   ~Socket() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
     if (fd_ >= 0) ::close(fd_);
   }
-  Socket(Socket&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Socket(Socket&& o) noexcept
+      : fd_(std::exchange(o.fd_, -1)), ssl_(std::exchange(o.ssl_, nullptr)) {}
   Socket& operator=(Socket&& o) noexcept {
     std::swap(fd_, o.fd_);
+    std::swap(ssl_, o.ssl_);
     return *this;
   }
   int fd() const { return fd_; }
+  bool tls() const { return ssl_ != nullptr; }
+
+  // TLS over this connection: as the client (verifying `host`, a name or
+  // an address) or as the server.
+  Status Handshake(SSL_CTX* ctx, bool client, const std::string& host) {
+    ssl_ = SSL_new(ctx);
+    if (ssl_ == nullptr || SSL_set_fd(ssl_, fd_) != 1) return Internal("TLS: " + TlsError());
+    int rc;
+    if (client) {
+      in_addr4_or_6 addr;
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+      if (inet_pton(AF_INET, host.c_str(), &addr) == 1 ||
+          inet_pton(AF_INET6, host.c_str(), &addr) == 1) {
+        X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+      } else {
+        SSL_set_tlsext_host_name(ssl_, host.c_str());
+        X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+      }
+      rc = SSL_connect(ssl_);
+    } else {
+      rc = SSL_accept(ssl_);
+    }
+    if (rc != 1) {
+      long verify = SSL_get_verify_result(ssl_);
+      std::string why = client && verify != X509_V_OK ? std::string("certificate not trusted: ") +
+                                                            X509_verify_cert_error_string(verify)
+                                                      : TlsError();
+      return Unavailable("TLS handshake with " + (client ? host : std::string("sender")) +
+                         " failed: " + why);
+    }
+    return Status::Ok();
+  }
 
   Status SendAll(const void* data, size_t n) {
     const char* p = static_cast<const char*>(data);
     while (n > 0) {
+      if (ssl_ != nullptr) {
+        int w = SSL_write(ssl_, p, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+        if (w <= 0) return Unavailable("transfer connection lost while sending (TLS)");
+        p += w;
+        n -= static_cast<size_t>(w);
+        continue;
+      }
       ssize_t w = ::send(fd_, p, n, MSG_NOSIGNAL);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) return Unavailable(Errno("transfer connection lost while sending"));
@@ -71,6 +126,13 @@ class Socket {
   Status RecvAll(void* data, size_t n) {
     char* p = static_cast<char*>(data);
     while (n > 0) {
+      if (ssl_ != nullptr) {
+        int r = SSL_read(ssl_, p, static_cast<int>(std::min<size_t>(n, 1 << 30)));
+        if (r <= 0) return Unavailable("transfer connection closed or lost (TLS)");
+        p += r;
+        n -= static_cast<size_t>(r);
+        continue;
+      }
       ssize_t r = ::recv(fd_, p, n, 0);
       if (r < 0 && errno == EINTR) continue;
       if (r == 0) return Unavailable("transfer connection closed by the peer");
@@ -109,8 +171,27 @@ class Socket {
   }
 
  private:
+  // Room for either address family, for inet_pton's check.
+  struct in_addr4_or_6 {
+    unsigned char bytes[16];
+  };
   int fd_ = -1;
+  SSL* ssl_ = nullptr;
 };
+
+using SslCtx = std::unique_ptr<SSL_CTX, void (*)(SSL_CTX*)>;
+
+Result<SslCtx> ClientContext(const std::string& ca_file) {
+  SslCtx ctx(SSL_CTX_new(TLS_client_method()), SSL_CTX_free);
+  if (!ctx) return Internal("TLS: " + TlsError());
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  int ok = ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx.get())
+                           : SSL_CTX_load_verify_locations(ctx.get(), ca_file.c_str(), nullptr);
+  if (ok != 1)
+    return InvalidArgument("TLS: cannot load CA certificates " + ca_file + ": " + TlsError());
+  return ctx;
+}
 
 // The largest send buffer TCP autotuning gives one socket.
 uint64_t MaxSendBuffer() {
@@ -120,7 +201,16 @@ uint64_t MaxSendBuffer() {
   return 4ull << 20;
 }
 
-Result<Socket> Connect(const std::string& host, int port) {
+Result<Socket> ConnectTcp(const std::string& host, int port);
+
+Result<Socket> Connect(const std::string& host, int port, SSL_CTX* tls) {
+  auto s = ConnectTcp(host, port);
+  if (!s.ok() || tls == nullptr) return s;
+  CPN_RETURN_IF_ERROR(s->Handshake(tls, true, host));
+  return s;
+}
+
+Result<Socket> ConnectTcp(const std::string& host, int port) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -483,14 +573,17 @@ struct TransferServer::Impl {
   std::set<int> open_fds;       // shut down by Stop(), so no worker waits forever
   std::atomic<int>* corrupt_next = nullptr;
   std::atomic<int> active{0};
+  TlsServerConfig tls_config;
+  SslCtx tls{nullptr, SSL_CTX_free};
 
   void Serve(Socket conn);
   void Control(Socket& conn);
   void Data(Socket& conn);
 };
 
-TransferServer::TransferServer(std::string root, std::string address, int port)
+TransferServer::TransferServer(std::string root, std::string address, int port, TlsServerConfig tls)
     : impl_(std::make_unique<Impl>()) {
+  impl_->tls_config = std::move(tls);
   impl_->root = std::move(root);
   impl_->address = std::move(address);
   impl_->port = port;
@@ -500,6 +593,22 @@ TransferServer::TransferServer(std::string root, std::string address, int port)
 TransferServer::~TransferServer() { Stop(); }
 
 Result<int> TransferServer::Start() {
+  if (!impl_->tls_config.cert_file.empty() || !impl_->tls_config.key_file.empty()) {
+    SslCtx ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+    if (!ctx) return Internal("TLS: " + TlsError());
+    SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), impl_->tls_config.cert_file.c_str()) != 1) {
+      return InvalidArgument("TLS: cannot load certificate " + impl_->tls_config.cert_file + ": " +
+                             TlsError());
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), impl_->tls_config.key_file.c_str(),
+                                    SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx.get()) != 1) {
+      return InvalidArgument("TLS: cannot load key " + impl_->tls_config.key_file +
+                             " (or it does not match the certificate): " + TlsError());
+    }
+    impl_->tls = std::move(ctx);
+  }
   std::error_code ec;
   fs::create_directories(impl_->root, ec);
   if (ec) return FailedPrecondition("cannot create data root " + impl_->root + ": " + ec.message());
@@ -591,6 +700,7 @@ void TransferServer::Impl::Serve(Socket conn) {
   // continuously; the control connection waits out a whole round of data.
   timeval data_timeout{60, 0};
   ::setsockopt(conn.fd(), SOL_SOCKET, SO_RCVTIMEO, &data_timeout, sizeof data_timeout);
+  if (tls && !conn.Handshake(tls.get(), false, "").ok()) return;
   char magic[6];
   if (!conn.RecvAll(magic, 6).ok()) return;
   if (std::memcmp(magic, kControlMagic, 6) == 0) {
@@ -787,7 +897,13 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
   }
   auto manifest = BuildManifest(source, options.chunk_bytes);
   if (!manifest.ok()) return manifest.status();
-  auto control = Connect(host, port);
+  SslCtx tls(nullptr, SSL_CTX_free);
+  if (options.tls) {
+    auto ctx = ClientContext(options.tls_ca_file);
+    if (!ctx.ok()) return ctx.status();
+    tls = std::move(ctx).value();
+  }
+  auto control = Connect(host, port, tls.get());
   if (!control.ok()) return control.status();
   CPN_RETURN_IF_ERROR(control->SendAll(kControlMagic, 6));
   CPN_RETURN_IF_ERROR(
@@ -864,7 +980,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
           std::lock_guard lock(err_mu);
           if (failure.ok()) failure = std::move(s);
         };
-        auto conn = Connect(host, port);
+        auto conn = Connect(host, port, tls.get());
         if (!conn.ok()) return fail(conn.status());
         SetCongestion(conn->fd(), options.congestion);
         if (t == 0) {
@@ -903,7 +1019,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
             fd_file = file;
           }
           const uint64_t offset = chunk * manifest->chunk_bytes;
-          if (!cctx) {
+          if (!cctx && !conn->tls()) {
             // Straight from the file to the socket (sendfile: no copy
             // through this process); the receiver checks it all the same.
             pacer.Take(len);
@@ -940,7 +1056,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
           const char* payload = buf.data();
           uint64_t wire = len;
           uint32_t flags = 0;
-          if (s.ok()) {
+          if (s.ok() && cctx) {
             size_t n =
                 ZSTD_compressCCtx(cctx.get(), packed.data(), packed.size(), buf.data(), len, 1);
             if (!ZSTD_isError(n) && n * 10 < len * 9) {

@@ -7,7 +7,8 @@
 // TCP connections. The receiver checks every chunk before writing it, writes
 // into a hidden part file, and at commit verifies the whole-file digest,
 // syncs and renames, so a file appears complete or not at all. Chunks that
-// failed their check are asked for again. The wire format is in
+// failed their check are asked for again. Optionally all over TLS. The wire
+// format is in
 // docs/transfer-protocol.md. Blocking sockets and one thread per
 // connection: a transfer has a handful of connections, not thousands.
 #pragma once
@@ -65,6 +66,11 @@ struct PushOptions {
   bool compress = false;
   // Sending rate limit over all streams, in Mbit/s of chunk payload; 0: none.
   double rate_limit_mbps = 0;
+  // TLS (1.2 or later) on every connection, the receiver's certificate
+  // checked against tls_ca_file (empty: the system's CAs) and the host or
+  // address connected to. Chunks then go through TLS, not sendfile.
+  bool tls = false;
+  std::string tls_ca_file;
   uint64_t chunk_bytes = kDefaultChunkBytes;
   // Progress: bytes sent so far (of chunks the receiver needed), and the
   // total to send. Called from the sending threads, serialised.
@@ -94,11 +100,18 @@ struct PushStats {
 Result<PushStats> Push(const std::string& host, int port, const std::string& source,
                        const std::string& dest, const PushOptions& options = {});
 
+// A receiver's certificate and key (PEM); both empty: plain TCP.
+struct TlsServerConfig {
+  std::string cert_file, key_file;
+};
+
 class TransferServer {
  public:
   // Receives into `root` (created if missing). `address`/`port` as for any
-  // listener; port 0 picks a free one.
-  TransferServer(std::string root, std::string address = "127.0.0.1", int port = 0);
+  // listener; port 0 picks a free one. With `tls`, every connection must
+  // begin with a TLS handshake.
+  TransferServer(std::string root, std::string address = "127.0.0.1", int port = 0,
+                 TlsServerConfig tls = {});
   ~TransferServer();
   TransferServer(const TransferServer&) = delete;
   TransferServer& operator=(const TransferServer&) = delete;

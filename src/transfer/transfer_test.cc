@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -184,6 +185,48 @@ TEST_F(TransferTest, CompressionRateLimitAndCongestionControl) {
   if (all.find("bbr") != std::string::npos) {
     EXPECT_EQ(stats->congestion, "bbr");
   }
+}
+
+TEST(TransferTlsTest, AllOverTlsWithTheReceiversCertificateChecked) {
+  fs::path dir = fs::path(::testing::TempDir()) / ("cpn-transfer-tls-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "src");
+  const std::string cert = (dir / "cert.pem").string(), key = (dir / "key.pem").string();
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                         "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+                         key + " -out " + cert + " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  WriteRandom(dir / "src/w.bin", 3 * 65'536 + 17, 9);
+  TransferServer server((dir / "root").string(), "127.0.0.1", 0, {cert, key});
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  PushOptions o;
+  o.chunk_bytes = 65'536;
+  o.tls = true;
+  o.tls_ca_file = cert;
+  auto stats = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "t", o);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(ReadAll(dir / "root/t/w.bin"), ReadAll(dir / "src/w.bin"));
+  // Not trusted: the system's CAs do not know this certificate.
+  o.tls_ca_file.clear();
+  auto untrusted = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "u", o);
+  ASSERT_FALSE(untrusted.ok());
+  EXPECT_NE(untrusted.status().message().find("certificate"), std::string::npos)
+      << untrusted.status().ToString();
+  // Plain TCP to a TLS receiver fails cleanly.
+  PushOptions plain;
+  plain.chunk_bytes = 65'536;
+  auto refused = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "p", plain);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_FALSE(fs::exists(dir / "root/p/w.bin"));
+  // A bad key is refused at start, with the file named.
+  TransferServer bad((dir / "root2").string(), "127.0.0.1", 0, {cert, cert});
+  auto bad_start = bad.Start();
+  ASSERT_FALSE(bad_start.ok());
+  EXPECT_NE(bad_start.status().message().find("cannot load key"), std::string::npos);
+  server.Stop();
+  fs::remove_all(dir);
 }
 
 TEST(ResolveUnderTest, StaysInsideTheRoot) {
