@@ -338,6 +338,12 @@ Result<Manifest> ManifestFromJson(const Json& j) {
     }
     m.files.push_back(std::move(e));
   }
+  std::set<std::string> paths;
+  for (const auto& f : m.files) {
+    if (!paths.insert(f.path).second) {
+      return InvalidArgument("manifest: " + f.path + " is listed twice");
+    }
+  }
   return m;
 }
 
