@@ -259,15 +259,21 @@ Result<SiteRecord> Platform::RegisterSite(const Json& body) {
   return r;
 }
 
-Status Platform::DeregisterSite(const std::string& id) {
+Result<SiteRecord> Platform::RegisteredSiteLocked(const std::string& id) {
   CPN_RETURN_IF_ERROR(ValidateSiteId(id, "site"));
-  std::lock_guard lock(mu_);
   auto existing = store_.GetSite(id);
   if (!existing.ok()) return existing.status();
   if (!existing->has_value() || (*existing)->state == "deregistered") {
     return NotFound("site " + id + " is not registered");
   }
-  SiteRecord r = **existing;
+  return **existing;
+}
+
+Status Platform::DeregisterSite(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto existing = RegisteredSiteLocked(id);
+  if (!existing.ok()) return existing.status();
+  SiteRecord r = *existing;
   r.state = "deregistered";
   NetworkChangedLocked();
   return store_.PutSite(r);
@@ -392,14 +398,10 @@ Result<HeartbeatReply> Platform::Heartbeat(const std::string& site_id, const Jso
 }
 
 Result<SiteRecord> Platform::SetDrained(const std::string& site_id, bool drained) {
-  CPN_RETURN_IF_ERROR(ValidateSiteId(site_id, "site"));
   std::lock_guard lock(mu_);
-  auto existing = store_.GetSite(site_id);
+  auto existing = RegisteredSiteLocked(site_id);
   if (!existing.ok()) return existing.status();
-  if (!existing->has_value() || (*existing)->state == "deregistered") {
-    return NotFound("site " + site_id + " is not registered");
-  }
-  SiteRecord r = **existing;
+  SiteRecord r = *existing;
   r.drained = drained;
   NetworkChangedLocked();
   CPN_RETURN_IF_ERROR(store_.PutSite(r));

@@ -171,6 +171,9 @@ class Platform {
   // the queue, or failed past max_attempts; a pending cancel completes.
   Status LoseJobLocked(JobRecord job, const std::string& why);
   void Learn(const JobRecord& job);
+  // The site's record if it is registered (and not deregistered), else
+  // NotFound; a malformed id is InvalidArgument.
+  Result<SiteRecord> RegisteredSiteLocked(const std::string& id);
   // After a placement: what the job's dataset needs (order.dataset_dir, and
   // order.staging when it must be copied to the chosen site first).
   static void PlanStaging(JobRecord& job, const JobSpec& spec);

@@ -1007,6 +1007,16 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
           if (fd >= 0) ::close(fd);
           fd = -1;
         };
+        auto count_sent = [&](uint64_t len, uint64_t wire) {
+          sent_chunks++;
+          sent_bytes += len;
+          wire_bytes += wire;
+          if (options.progress) {
+            std::lock_guard lock(progress_mu);
+            progress_sent += len;
+            options.progress(progress_sent, progress_total);
+          }
+        };
         for (;;) {
           size_t k = next++;
           if (k >= work.size()) break;
@@ -1048,14 +1058,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
               close_fd();
               return fail(s);
             }
-            sent_chunks++;
-            sent_bytes += len;
-            wire_bytes += len;
-            if (options.progress) {
-              std::lock_guard lock(progress_mu);
-              progress_sent += len;
-              options.progress(progress_sent, progress_total);
-            }
+            count_sent(len, len);
             continue;
           }
           s = ReadAt(fd, buf.data(), len, offset, local[file]);
@@ -1080,14 +1083,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
             close_fd();
             return fail(s);
           }
-          sent_chunks++;
-          sent_bytes += len;
-          wire_bytes += wire;
-          if (options.progress) {
-            std::lock_guard lock(progress_mu);
-            progress_sent += len;
-            options.progress(progress_sent, progress_total);
-          }
+          count_sent(len, wire);
         }
         close_fd();
         s = conn->SendU32(kEndOfData);
