@@ -22,6 +22,20 @@ constexpr const char* kBj = "cpn:cn.bj/acme/bj-1";
 constexpr const char* kNx = "cpn:cn.nx/acme/nx-1";
 constexpr const char* kSg = "cpn:sg.sg/acme/sg-1";
 
+JobSpec TrainJob() {
+  JobSpec j;
+  j.name = "train";
+  j.tenant = "t";
+  j.accelerator = "test-gpu";
+  j.cards = 4;
+  j.work_fp16_eflop = 7.2;
+  j.dataset_site = j.home_site = kBj;
+  j.residency = Residency::kCountry;  // nx-1 first (cheaper), bj-1 next; never sg-1
+  j.policy = Policy::kCheapest;
+  j.command = "true";
+  return j;
+}
+
 class ReliabilityTest : public ::testing::Test {
  protected:
   ReliabilityTest()
@@ -37,19 +51,7 @@ class ReliabilityTest : public ::testing::Test {
   void RegisterAll(Platform& p) {
     for (const auto& s : network_.sites()) ASSERT_TRUE(p.RegisterSite(SiteToJson(s)).ok());
   }
-  JobSpec Job() {
-    JobSpec j;
-    j.name = "train";
-    j.tenant = "t";
-    j.accelerator = "test-gpu";
-    j.cards = 4;
-    j.work_fp16_eflop = 7.2;
-    j.dataset_site = j.home_site = kBj;
-    j.residency = Residency::kCountry;  // nx-1 first (cheaper), bj-1 next; never sg-1
-    j.policy = Policy::kCheapest;
-    j.command = "true";
-    return j;
-  }
+  JobSpec Job() { return TrainJob(); }
   static Json Running(std::initializer_list<std::string> ids) {
     Json active = Json::array();
     for (const auto& id : ids) active.push_back(id);
@@ -338,15 +340,10 @@ TEST(GroupCommitTest, ConcurrentSubmissionsAreAllDurableAndKeysStayUnique) {
     Platform p(**store, clock, catalog, network,
                [&] { return fmt::format("job-{:012x}", ++next_id); });
     for (const auto& s : network.sites()) ASSERT_TRUE(p.RegisterSite(SiteToJson(s)).ok());
-    JobSpec job;
+    JobSpec job = TrainJob();
     job.name = "small";
-    job.tenant = "t";
-    job.accelerator = "test-gpu";
     job.cards = 1;
     job.work_fp16_eflop = 0.1;
-    job.dataset_site = job.home_site = "cpn:cn.bj/acme/bj-1";
-    job.policy = Policy::kCheapest;
-    job.command = "true";
     std::mutex mu;
     std::vector<std::thread> threads;
     for (int t = 0; t < 8; ++t) {

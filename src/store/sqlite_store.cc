@@ -388,15 +388,6 @@ Status SqliteStore::AppendEventLocked(const JobEvent& e) {
   return Status::Ok();
 }
 
-Status SqliteStore::CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) {
-  std::lock_guard lock(mu_);
-  Transaction tx(db_);
-  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
-  CPN_RETURN_IF_ERROR(WriteJobLocked(job, true));
-  for (const JobEvent& event : events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
-  return tx.Commit();
-}
-
 Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
   if (writes.empty()) return Status::Ok();
   std::lock_guard lock(mu_);
@@ -406,15 +397,6 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
     CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create));
     for (const JobEvent& event : w.events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
   }
-  return tx.Commit();
-}
-
-Status SqliteStore::UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) {
-  std::lock_guard lock(mu_);
-  Transaction tx(db_);
-  if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
-  CPN_RETURN_IF_ERROR(WriteJobLocked(job, false));
-  if (event) CPN_RETURN_IF_ERROR(AppendEventLocked(*event));
   return tx.Commit();
 }
 

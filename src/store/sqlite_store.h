@@ -29,10 +29,7 @@ class SqliteStore final : public Store {
   Status PutSite(const SiteRecord& site) override;
   Result<std::optional<SiteRecord>> GetSite(const std::string& id) override;
   Result<std::vector<SiteRecord>> ListSites() override;
-  Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) override;
-  using Store::CreateJob;
   Status WriteJobs(const std::vector<JobWrite>& writes) override;
-  Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) override;
   Result<std::optional<JobRecord>> GetJob(const std::string& id) override;
   Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
                                                            const std::string& key) override;

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/core/json_reader.h"
@@ -96,17 +97,28 @@ class Store {
   virtual Result<std::optional<SiteRecord>> GetSite(const std::string& id) = 0;
   virtual Result<std::vector<SiteRecord>> ListSites() = 0;
 
-  // Creates the job with its first events, in one transaction;
-  // AlreadyExists if the id is taken.
-  virtual Status CreateJob(const JobRecord& job, const std::vector<JobEvent>& events) = 0;
+  // Group commit: creates and updates many jobs, with their events, in one
+  // transaction (one disk sync); all or nothing. A create whose id is taken
+  // is AlreadyExists; an update of an unknown job is NotFound. The platform
+  // writes every job change through this.
+  virtual Status WriteJobs(const std::vector<JobWrite>& writes) = 0;
+  // One job, through WriteJobs.
+  Status CreateJob(const JobRecord& job, std::vector<JobEvent> events) {
+    JobWrite w;
+    w.job = job;
+    w.create = true;
+    w.events = std::move(events);
+    return WriteJobs({w});
+  }
   Status CreateJob(const JobRecord& job, const JobEvent& event) {
     return CreateJob(job, std::vector<JobEvent>{event});
   }
-  // Replaces the job row and, if given, appends the event, in one transaction.
-  virtual Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) = 0;
-  // Group commit: creates and updates many jobs, with their events, in one
-  // transaction (one disk sync); all or nothing.
-  virtual Status WriteJobs(const std::vector<JobWrite>& writes) = 0;
+  Status UpdateJob(const JobRecord& job, const std::optional<JobEvent>& event) {
+    JobWrite w;
+    w.job = job;
+    if (event) w.events.push_back(*event);
+    return WriteJobs({w});
+  }
   virtual Result<std::optional<JobRecord>> GetJob(const std::string& id) = 0;
   // The tenant's job submitted with this idempotency key, if any.
   virtual Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
