@@ -564,19 +564,26 @@ TEST(Integration, ChaosNoJobIsLostOrDuplicated) {
 namespace cpn {
 namespace {
 
-// A site's agent with a data root runs the transfer service; `cpn transfer
-// FILE SITE_ID:PATH` finds it through the platform and delivers the file.
-TEST(Integration, TransferToASiteThroughItsAgent) {
+// A site's agent with a data root runs the transfer service; `cpn transfer`
+// finds it through the platform: FILE SITE_ID:PATH delivers a file,
+// SITE_ID:PATH DIR brings it back, SITE_ID:PATH SITE_ID:PATH moves it from one
+// site's agent straight to another's.
+TEST(Integration, TransferToFromAndBetweenSitesThroughTheirAgents) {
   Network net("xfer-site");
   net.StartServer();
-  const Site* zw = net.topology().FindSite(kZhongwei);
-  std::string toml = AgentConfigToToml(*zw, net.url(), net.dir() + "/work-zw", 200);
-  const std::string data_root = net.dir() + "/data-zw";
-  toml.replace(
-      toml.find("heartbeat_s"), 0,
-      "data_root = \"" + data_root + "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n");
-  net.StartAgent(kZhongwei, toml);
-  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 1; }));
+  auto start_with_data_root = [&](const char* id, const std::string& name) {
+    const Site* site = net.topology().FindSite(id);
+    std::string toml = AgentConfigToToml(*site, net.url(), net.dir() + "/work-" + name, 200);
+    const std::string root = net.dir() + "/data-" + name;
+    toml.replace(
+        toml.find("heartbeat_s"), 0,
+        "data_root = \"" + root + "\"\ntransfer_listen = \"127.0.0.1\"\ntransfer_port = 0\n");
+    net.StartAgent(id, toml);
+    return root;
+  };
+  const std::string data_root = start_with_data_root(kZhongwei, "zw");
+  const std::string qy_root = start_with_data_root(kQingyang, "qy");
+  ASSERT_TRUE(WaitUntil([&] { return net.Registered() == 2; }));
   std::ofstream(net.dir() + "/weights.bin") << std::string(3 << 20, 'w');
   CommandResult sent;
   ASSERT_TRUE(WaitUntil(
@@ -591,6 +598,41 @@ TEST(Integration, TransferToASiteThroughItsAgent) {
   std::ifstream in(data_root + "/models/m1/weights.bin", std::ios::binary);
   std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(got, std::string(3 << 20, 'w'));
+  auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  // Back from the site into a local directory.
+  CommandResult pulled = RunShell(fmt::format("{} transfer {}:models/m1 {}/back --server {}",
+                                              CPN_BINARY, kZhongwei, net.dir(), net.url()));
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.out;
+  EXPECT_NE(pulled.out.find("received"), std::string::npos) << pulled.out;
+  EXPECT_EQ(read(net.dir() + "/back/weights.bin"), std::string(3 << 20, 'w'));
+  // Site to site (once Qingyang's endpoint is known), then again: nothing moves.
+  CommandResult relayed;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        relayed = RunShell(fmt::format("{} transfer {}:models/m1 {}:mirror/m1 --server {} --json",
+                                       CPN_BINARY, kZhongwei, kQingyang, net.url()));
+        return relayed.exit_code == 0;
+      },
+      10'000))
+      << relayed.out;
+  EXPECT_NE(relayed.out.find("relayed"), std::string::npos) << relayed.out;
+  EXPECT_EQ(read(qy_root + "/mirror/m1/weights.bin"), std::string(3 << 20, 'w'));
+  CommandResult again = RunShell(fmt::format("{} transfer {}:models/m1 {}:mirror/m1 --server {}",
+                                             CPN_BINARY, kZhongwei, kQingyang, net.url()));
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("relayed 0.0 MB"), std::string::npos) << again.out;
+  // Two local paths, and a path missing at the site, are refused with the reason.
+  CommandResult local = RunShell(
+      fmt::format("{} transfer {}/weights.bin {}/elsewhere", CPN_BINARY, net.dir(), net.dir()));
+  EXPECT_NE(local.exit_code, 0);
+  EXPECT_NE(local.out.find("both local"), std::string::npos) << local.out;
+  CommandResult missing = RunShell(fmt::format("{} transfer {}:models/nope {}/x --server {}",
+                                               CPN_BINARY, kZhongwei, net.dir(), net.url()));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.out.find("does not exist"), std::string::npos) << missing.out;
   // A site without a transfer service says so.
   CommandResult none = RunShell(fmt::format("{} transfer {}/weights.bin {}:x --server {}",
                                             CPN_BINARY, net.dir(), kBeijing, net.url()));

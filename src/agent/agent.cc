@@ -332,7 +332,7 @@ void Agent::StartStaging(const Json& order) {
   const Json to = order.value("to", Json::object());
   const std::string site = config_.site.id;
   const bool has_root = !config_.data_root.empty();
-  transfer::PushOptions options;
+  transfer::TransferOptions options;
   options.tls = to.value("tls", false);
   options.tls_ca_file = config_.transfer_tls_ca;
   raw->worker = std::thread([raw, source, to, site, has_root, options] {

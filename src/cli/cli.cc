@@ -189,7 +189,8 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
   if (!config->data_root.empty()) {
     receiver = std::make_unique<transfer::TransferServer>(
         config->data_root, config->transfer_listen, static_cast<int>(config->transfer_port),
-        transfer::TlsServerConfig{config->transfer_tls_cert, config->transfer_tls_key});
+        transfer::TlsServerConfig{config->transfer_tls_cert, config->transfer_tls_key,
+                                  config->transfer_tls_ca});
     auto port = receiver->Start();
     if (!port.ok()) return Fail(port.status().WithContext("transfer service"));
     std::string advertised = config->transfer_listen;
@@ -205,6 +206,68 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
   agent.Run(g_stop);
   spdlog::info("cpn agent stopping with {} job(s) unfinished", agent.active_jobs());
   return 0;
+}
+
+// One side of `cpn transfer`: a local path, or a path at a site's transfer
+// service (SITE_ID:PATH, found through the platform, or HOST:PORT:PATH).
+struct TransferPlace {
+  bool remote = false;
+  transfer::Endpoint endpoint;
+  std::string path;
+};
+
+Result<TransferPlace> ParseTransferPlace(const std::string& spec, const std::string& server) {
+  TransferPlace place;
+  if (spec.rfind("cpn:", 0) == 0) {
+    size_t colon = spec.find(':', 4);
+    if (colon == std::string::npos) {
+      return InvalidArgument("'" + spec + "': expected SITE_ID:PATH");
+    }
+    const std::string site = spec.substr(0, colon);
+    place.remote = true;
+    place.path = spec.substr(colon + 1);
+    auto client = net::HttpClient::Create(server);
+    if (!client.ok()) return client.status();
+    auto r = client->Send("GET", "/v1/sites/" + site.substr(4));
+    if (!r.ok()) return r.status();
+    Json body = Json::parse(r->body, nullptr, false);
+    const Json* endpoint = nullptr;
+    if (r->status == 200 && body.is_object() && body.contains("telemetry") &&
+        body["telemetry"].is_object() && body["telemetry"].contains("transfer")) {
+      endpoint = &body["telemetry"]["transfer"];
+    }
+    if (endpoint == nullptr || !endpoint->is_object()) {
+      return FailedPrecondition(
+          r->status == 200
+              ? "site " + site + " has no transfer service (its agent config needs data_root)"
+              : "site " + site + ": " + r->body);
+    }
+    place.endpoint.host = endpoint->value("address", "");
+    place.endpoint.port = endpoint->value("port", 0);
+    place.endpoint.tls = endpoint->value("tls", false);
+    return place;
+  }
+  // HOST:PORT:PATH, where HOST has no '/' (so ./a:1:b stays a local path).
+  size_t c1 = spec.find(':');
+  size_t c2 = c1 == std::string::npos ? c1 : spec.find(':', c1 + 1);
+  if (c2 == std::string::npos || c1 == 0 || spec.substr(0, c1).find('/') != std::string::npos) {
+    place.path = spec;  // local
+    return place;
+  }
+  const std::string port = spec.substr(c1 + 1, c2 - c1 - 1);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    place.path = spec;  // local, with colons in its name
+    return place;
+  }
+  place.remote = true;
+  place.endpoint.host = spec.substr(0, c1);
+  place.endpoint.port = std::stoi(port);
+  if (place.endpoint.port <= 0 || place.endpoint.port > 65535) {
+    return InvalidArgument("'" + spec + "': port " + port + " is out of range");
+  }
+  place.path = spec.substr(c2 + 1);
+  return place;
 }
 
 }  // namespace
@@ -442,11 +505,15 @@ int Main(int argc, char** argv) {
   double xfer_rate = 0;
   uint64_t xfer_chunk_mib = 4;
   CLI::App* xfer_cmd = app.add_subcommand(
-      "transfer", "copy a file or directory to a site's transfer service: verified, resumable");
-  xfer_cmd->add_option("SRC", xfer_src, "local file or directory");
+      "transfer",
+      "copy a file or directory to, from or between sites' transfer services: every chunk "
+      "verified, resumable by running it again");
+  xfer_cmd->add_option("SRC", xfer_src,
+                       "local file or directory, or SITE_ID:PATH or HOST:PORT:PATH at a site");
   xfer_cmd->add_option("DST", xfer_dst,
-                       "SITE_ID:PATH (the site's agent receives) or HOST:PORT:PATH; PATH is "
-                       "relative to the receiving site's data root");
+                       "SITE_ID:PATH or HOST:PORT:PATH at a site (PATH relative to its data "
+                       "root), or a local directory to pull into; site to site, the data goes "
+                       "straight from SRC's agent to DST's");
   xfer_cmd->add_option("--server", xfer_server, "platform server, to find SITE_ID's agent");
   xfer_cmd
       ->add_option("--streams", xfer_streams,
@@ -467,20 +534,24 @@ int Main(int argc, char** argv) {
   xfer_cmd->add_option("--chunk-mib", xfer_chunk_mib, "chunk size in MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{256}));
   CLI::App* xfer_serve = xfer_cmd->add_subcommand(
-      "serve", "receive transfers into a data root (what a site's agent runs)");
+      "serve",
+      "receive transfers into, and serve them from, a data root (what a site's agent runs)");
   xfer_serve->add_option("--root", xfer_root, "the data root")->required();
   xfer_serve->add_option("--listen", xfer_listen, "address to listen on");
   xfer_serve->add_option("--port", xfer_port, "port (0 picks one)")->check(CLI::Range(0, 65535));
   xfer_serve->add_option("--port-file", xfer_port_file, "write the bound port here");
   xfer_serve->add_option("--tls-cert", xfer_tls_cert, "certificate chain (PEM): require TLS");
   xfer_serve->add_option("--tls-key", xfer_tls_key, "private key (PEM) of --tls-cert");
+  xfer_serve->add_option("--tls-ca", xfer_tls_ca,
+                         "CA certificates (PEM) to check another service's certificate when "
+                         "relaying to it (default: the system's)");
   xfer_serve->callback([&] {
     if (xfer_tls_cert.empty() != xfer_tls_key.empty()) {
       rc = Fail(InvalidArgument("--tls-cert and --tls-key go together"));
       return;
     }
     transfer::TransferServer server(xfer_root, xfer_listen, xfer_port,
-                                    {xfer_tls_cert, xfer_tls_key});
+                                    {xfer_tls_cert, xfer_tls_key, xfer_tls_ca});
     auto port = server.Start();
     if (!port.ok()) {
       rc = Fail(port.status());
@@ -499,74 +570,36 @@ int Main(int argc, char** argv) {
   xfer_cmd->callback([&] {
     if (xfer_serve->parsed()) return;
     if (xfer_src.empty() || xfer_dst.empty()) {
-      rc = Fail(InvalidArgument("usage: cpn transfer SRC HOST:PORT:PATH (or cpn transfer serve)"));
+      rc = Fail(InvalidArgument(
+          "usage: cpn transfer SRC DST, each a local path, SITE_ID:PATH or HOST:PORT:PATH, "
+          "at least one of them remote (or cpn transfer serve)"));
       return;
     }
-    std::string host;
-    int port = 0;
-    std::string path;
-    if (xfer_dst.rfind("cpn:", 0) == 0) {
-      // SITE_ID:PATH: the site's transfer service, from its last heartbeat.
-      size_t colon = xfer_dst.find(':', 4);
-      if (colon == std::string::npos) {
-        rc = Fail(InvalidArgument("DST '" + xfer_dst + "': expected SITE_ID:PATH"));
-        return;
-      }
-      std::string site = xfer_dst.substr(0, colon);
-      path = xfer_dst.substr(colon + 1);
-      auto client = net::HttpClient::Create(xfer_server.empty() ? DefaultServer() : xfer_server);
-      if (!client.ok()) {
-        rc = Fail(client.status());
-        return;
-      }
-      auto r = client->Send("GET", "/v1/sites/" + site.substr(4));
-      if (!r.ok()) {
-        rc = Fail(r.status());
-        return;
-      }
-      Json body = Json::parse(r->body, nullptr, false);
-      const Json* endpoint = nullptr;
-      if (r->status == 200 && body.is_object() && body.contains("telemetry") &&
-          body["telemetry"].is_object() && body["telemetry"].contains("transfer")) {
-        endpoint = &body["telemetry"]["transfer"];
-      }
-      if (endpoint == nullptr || !endpoint->is_object()) {
-        rc = Fail(FailedPrecondition(
-            r->status == 200
-                ? "site " + site + " has no transfer service (its agent config needs data_root)"
-                : "site " + site + ": " + r->body));
-        return;
-      }
-      host = endpoint->value("address", "");
-      port = endpoint->value("port", 0);
-      if (endpoint->value("tls", false)) xfer_tls = true;
+    const std::string server = xfer_server.empty() ? DefaultServer() : xfer_server;
+    auto src = ParseTransferPlace(xfer_src, server);
+    if (!src.ok()) {
+      rc = Fail(src.status().WithContext("SRC"));
+      return;
     }
-    size_t c1 = xfer_dst.find(':');
-    size_t c2 = c1 == std::string::npos ? c1 : xfer_dst.find(':', c1 + 1);
-    if (host.empty()) {
-      if (c2 != std::string::npos) {
-        try {
-          port = std::stoi(xfer_dst.substr(c1 + 1, c2 - c1 - 1));
-        } catch (...) {
-          port = 0;
-        }
-      }
-      if (c2 == std::string::npos || c1 == 0 || port <= 0 || port > 65535) {
-        rc = Fail(
-            InvalidArgument("DST '" + xfer_dst + "': expected HOST:PORT:PATH or SITE_ID:PATH"));
-        return;
-      }
-      host = xfer_dst.substr(0, c1);
-      path = xfer_dst.substr(c2 + 1);
+    auto dst = ParseTransferPlace(xfer_dst, server);
+    if (!dst.ok()) {
+      rc = Fail(dst.status().WithContext("DST"));
+      return;
     }
-    transfer::PushOptions o;
+    if (!src->remote && !dst->remote) {
+      rc =
+          Fail(InvalidArgument("SRC and DST are both local paths: one of them must be a site "
+                               "(SITE_ID:PATH or HOST:PORT:PATH); use cp for local copies"));
+      return;
+    }
+    transfer::TransferOptions o;
     o.streams = xfer_streams;
     o.congestion = xfer_congestion == "system" ? "" : xfer_congestion;
     o.compress = xfer_compress;
     o.rate_limit_mbps = xfer_rate;
-    o.tls = xfer_tls || !xfer_tls_ca.empty();
     o.tls_ca_file = xfer_tls_ca;
     o.chunk_bytes = xfer_chunk_mib << 20;
+    const bool force_tls = xfer_tls || !xfer_tls_ca.empty();
     const auto t0 = std::chrono::steady_clock::now();
     if (isatty(2)) {
       o.progress = [t0](uint64_t sent, uint64_t total) {
@@ -581,17 +614,32 @@ int Main(int argc, char** argv) {
                   << std::flush;
       };
     }
-    auto stats = transfer::Push(host, port, xfer_src, path, o);
+    Result<transfer::TransferStats> stats = Internal("no transfer");
+    std::string verb = "sent";
+    if (!src->remote) {
+      o.tls = force_tls || dst->endpoint.tls;
+      stats = transfer::Push(dst->endpoint.host, dst->endpoint.port, xfer_src, dst->path, o);
+    } else if (!dst->remote) {
+      o.tls = force_tls || src->endpoint.tls;
+      verb = "received";
+      stats = transfer::Pull(src->endpoint.host, src->endpoint.port, src->path, xfer_dst, o);
+    } else {
+      o.tls = force_tls || src->endpoint.tls;
+      transfer::Endpoint to = dst->endpoint;
+      to.tls = to.tls || force_tls;
+      verb = "relayed";
+      stats = transfer::Relay(src->endpoint, src->path, to, dst->path, o);
+    }
     if (o.progress) std::cerr << "\n";
     if (!stats.ok()) {
       rc = Fail(stats.status());
       return;
     }
     std::cout << fmt::format(
-        "{} file(s), {:.1f} MB in {:.2f} s; sent {:.1f} MB ({:.1f} MB on the wire) in {:.2f} s "
+        "{} file(s), {:.1f} MB in {:.2f} s; {} {:.1f} MB ({:.1f} MB on the wire) in {:.2f} s "
         "= {:.0f} Mbit/s over {} {} stream(s), RTT {:.2f} ms; {} chunk(s) already there, {} "
         "sent again after a failed check\n",
-        stats->files, static_cast<double>(stats->bytes_total) / 1e6, stats->seconds,
+        stats->files, static_cast<double>(stats->bytes_total) / 1e6, stats->seconds, verb,
         static_cast<double>(stats->bytes_sent) / 1e6,
         static_cast<double>(stats->bytes_on_wire) / 1e6, stats->data_seconds,
         stats->data_seconds > 0
@@ -599,22 +647,7 @@ int Main(int argc, char** argv) {
             : 0.0,
         stats->streams, stats->congestion.empty() ? "TCP" : stats->congestion, stats->rtt_ms,
         stats->chunks_skipped, stats->chunks_resent);
-    if (xfer_json) {
-      std::cout << Json{{"files", stats->files},
-                        {"bytes_total", stats->bytes_total},
-                        {"bytes_sent", stats->bytes_sent},
-                        {"bytes_on_wire", stats->bytes_on_wire},
-                        {"seconds", stats->seconds},
-                        {"data_seconds", stats->data_seconds},
-                        {"streams", stats->streams},
-                        {"congestion", stats->congestion},
-                        {"rtt_ms", stats->rtt_ms},
-                        {"chunks_sent", stats->chunks_sent},
-                        {"chunks_skipped", stats->chunks_skipped},
-                        {"chunks_resent", stats->chunks_resent}}
-                       .dump()
-                << "\n";
-    }
+    if (xfer_json) std::cout << stats->ToJson() << "\n";
   });
 
   // sim convert

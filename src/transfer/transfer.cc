@@ -39,6 +39,7 @@ namespace {
 
 constexpr char kControlMagic[] = "CPNT1\n";
 constexpr char kDataMagic[] = "CPND1\n";
+constexpr char kPullDataMagic[] = "CPNR1\n";  // a data connection that fetches chunks
 constexpr uint32_t kEndOfData = 0xFFFFFFFFu;
 constexpr uint32_t kFlagZstd = 1;                  // frame flag: payload is one zstd frame
 constexpr uint32_t kMaxMessageBytes = 256u << 20;  // a manifest of ~1M chunks
@@ -422,6 +423,132 @@ Result<Manifest> BuildManifest(const std::string& source, uint64_t chunk_bytes) 
   return m;
 }
 
+// ------------------------------------------------------- sending chunks
+
+namespace {
+
+// Paces the sending threads together to a byte rate.
+class Pacer {
+ public:
+  explicit Pacer(double mbps) : bytes_per_s_(mbps * 1e6 / 8) {}
+  void Take(uint64_t bytes) {
+    if (bytes_per_s_ <= 0) return;
+    std::chrono::steady_clock::time_point until;
+    {
+      std::lock_guard lock(mu_);
+      auto now = std::chrono::steady_clock::now();
+      if (next_ < now) next_ = now;
+      until = next_;
+      next_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(static_cast<double>(bytes) / bytes_per_s_));
+    }
+    std::this_thread::sleep_until(until);
+  }
+
+ private:
+  double bytes_per_s_;
+  std::mutex mu_;
+  std::chrono::steady_clock::time_point next_{};
+};
+
+bool SetCongestion(int fd, const std::string& name) {
+  if (name.empty()) return true;
+  return ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
+                      static_cast<socklen_t>(name.size())) == 0;
+}
+
+std::string CongestionOf(int fd) {
+  char buf[32] = {};
+  socklen_t len = sizeof buf;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, buf, &len) != 0) return "";
+  return std::string(buf, strnlen(buf, len));
+}
+
+// Where each manifest file of `source` is on this machine.
+std::vector<std::string> LocalPaths(const std::string& source, const Manifest& m) {
+  std::vector<std::string> local(m.files.size());
+  const bool dir = fs::is_directory(source);
+  for (size_t i = 0; i < local.size(); ++i) {
+    local[i] = dir ? (fs::path(source) / m.files[i].path).string() : source;
+  }
+  return local;
+}
+
+using ChunkList = std::vector<std::pair<uint32_t, uint32_t>>;  // (file, chunk)
+
+// Sends the chunks work[k], for k drawn from `next` until it runs out, as
+// frames on `conn` (not the end frame). Several connections may share one
+// `next`, so faster streams take more. `sent(len, wire)` is told of each
+// chunk and may stop the sending with an error.
+Status SendChunks(Socket& conn, const Manifest& m, const std::vector<std::string>& local,
+                  const ChunkList& work, std::atomic<size_t>& next, bool compress, Pacer& pacer,
+                  const std::function<Status(uint64_t len, uint64_t wire)>& sent) {
+  std::vector<char> buf(m.chunk_bytes);
+  std::vector<char> packed(compress ? ZSTD_compressBound(m.chunk_bytes) : 0);
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(compress ? ZSTD_createCCtx() : nullptr,
+                                                          ZSTD_freeCCtx);
+  int fd = -1;
+  uint32_t fd_file = kEndOfData;  // one file open at a time
+  struct CloseFd {
+    int& fd;
+    ~CloseFd() {
+      if (fd >= 0) ::close(fd);
+    }
+  } close_fd{fd};
+  for (;;) {
+    size_t k = next++;
+    if (k >= work.size()) return Status::Ok();
+    auto [file, chunk] = work[k];
+    const FileEntry& e = m.files[file];
+    const uint64_t len = ChunkLength(e.size, m.chunk_bytes, chunk);
+    if (fd_file != file) {
+      if (fd >= 0) ::close(fd);
+      fd = ::open(local[file].c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return FailedPrecondition(Errno("cannot open " + local[file]));
+      fd_file = file;
+    }
+    const uint64_t offset = chunk * m.chunk_bytes;
+    if (!cctx && !conn.tls()) {
+      // Straight from the file to the socket (sendfile: no copy through
+      // this process); the receiver checks it all the same.
+      pacer.Take(len);
+      uint32_t header[4] = {htole32(file), htole32(chunk), htole32(static_cast<uint32_t>(len)), 0};
+      CPN_RETURN_IF_ERROR(conn.SendAll(header, sizeof header));
+      off_t at = static_cast<off_t>(offset);
+      uint64_t left = len;
+      while (left > 0) {
+        ssize_t n = ::sendfile(conn.fd(), fd, &at, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n == 0) return FailedPrecondition(local[file] + " shrank while being sent");
+        if (n < 0) return Unavailable(Errno("transfer connection lost while sending"));
+        left -= static_cast<uint64_t>(n);
+      }
+      CPN_RETURN_IF_ERROR(sent(len, len));
+      continue;
+    }
+    CPN_RETURN_IF_ERROR(ReadAt(fd, buf.data(), len, offset, local[file]));
+    const char* payload = buf.data();
+    uint64_t wire = len;
+    uint32_t flags = 0;
+    if (cctx) {
+      size_t n = ZSTD_compressCCtx(cctx.get(), packed.data(), packed.size(), buf.data(), len, 1);
+      if (!ZSTD_isError(n) && n * 10 < len * 9) {
+        payload = packed.data();
+        wire = n;
+        flags = kFlagZstd;
+      }
+    }
+    pacer.Take(wire);
+    uint32_t header[4] = {htole32(file), htole32(chunk), htole32(static_cast<uint32_t>(wire)),
+                          htole32(flags)};
+    CPN_RETURN_IF_ERROR(conn.SendAll(header, sizeof header));
+    CPN_RETURN_IF_ERROR(conn.SendAll(payload, wire));
+    CPN_RETURN_IF_ERROR(sent(len, wire));
+  }
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------- receiver
 
 namespace {
@@ -561,6 +688,126 @@ Status Commit(Session& s) {
   return Status::Ok();
 }
 
+// Adds the manifest's files to `s`, destined for `dest_dir` (inside `root`),
+// and finds what each already holds.
+Status AddFiles(Session& s, const std::string& dest_dir, const std::string& root) {
+  for (const auto& e : s.manifest.files) {
+    IncomingFile f;
+    f.entry = e;
+    auto p = ResolveUnder(dest_dir, e.path);
+    if (!p.ok()) return p.status();
+    f.final_path = *p;
+    fs::path fp(*p);
+    f.part_path =
+        (fp.parent_path() / (".cpn-part-" + e.digest + "-" + fp.filename().string())).string();
+    Status st = Prepare(f, s.manifest.chunk_bytes, root);
+    if (!st.ok()) {
+      if (f.fd >= 0) ::close(f.fd);
+      return st;
+    }
+    s.files.push_back(std::move(f));
+  }
+  return Status::Ok();
+}
+
+// Reads chunk frames from `conn` into `s`'s part files until the end frame
+// (true) or a broken connection or malformed frame (false). Each chunk is
+// checked before it is written; one that fails is counted and left missing,
+// to be asked for again. `received(len, wire)`, if set, is told of each
+// chunk written and may stop the reading by answering false.
+bool ReceiveFrames(Socket& conn, Session& s, std::atomic<int>* corrupt_next,
+                   const std::function<bool(uint64_t len, uint64_t wire)>& received) {
+  const uint64_t chunk_bytes = s.manifest.chunk_bytes;
+  std::vector<char> buf(chunk_bytes);
+  std::vector<char> packed(ZSTD_compressBound(chunk_bytes));
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  for (;;) {
+    auto file = conn.RecvU32();
+    if (!file.ok()) return false;
+    if (*file == kEndOfData) return true;
+    auto chunk = conn.RecvU32();
+    auto wire = conn.RecvU32();
+    auto flags = conn.RecvU32();
+    if (!chunk.ok() || !wire.ok() || !flags.ok() || *file >= s.files.size()) return false;
+    IncomingFile& f = s.files[*file];
+    if (*chunk >= f.have.size()) return false;
+    const uint64_t expected = ChunkLength(f.entry.size, chunk_bytes, *chunk);
+    uint64_t len = 0;
+    if ((*flags & kFlagZstd) != 0) {
+      if (*wire > packed.size()) return false;
+      if (!conn.RecvAll(packed.data(), *wire).ok()) return false;
+      size_t n = ZSTD_decompressDCtx(dctx.get(), buf.data(), expected, packed.data(), *wire);
+      if (ZSTD_isError(n) || n != expected) {
+        std::lock_guard lock(s.mu);
+        s.bad_chunks++;
+        continue;
+      }
+      len = expected;
+    } else {
+      if (*wire != expected) return false;
+      if (!conn.RecvAll(buf.data(), *wire).ok()) return false;
+      len = *wire;
+    }
+    if (corrupt_next != nullptr && corrupt_next->load() > 0 && (*corrupt_next)-- > 0) {
+      buf[len / 2] ^= 0x5a;  // a damaged chunk, as a faulty link would deliver
+    }
+    if (Hash128(buf.data(), len) != f.entry.chunks[*chunk]) {
+      std::lock_guard lock(s.mu);
+      s.bad_chunks++;
+      continue;  // asked for again by the next check
+    }
+    int fd = ::open(f.part_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return false;
+    Status written = WriteAt(fd, buf.data(), len, *chunk * chunk_bytes, f.part_path);
+    ::close(fd);
+    if (!written.ok()) return false;
+    {
+      std::lock_guard lock(s.mu);
+      f.have[*chunk] = 1;
+    }
+    if (received && !received(len, *wire)) return false;
+  }
+}
+
+// The chunks still missing, as (file, chunk) pairs.
+ChunkList Missing(Session& s) {
+  std::lock_guard lock(s.mu);
+  ChunkList out;
+  for (size_t i = 0; i < s.files.size(); ++i) {
+    for (size_t c = 0; c < s.files[i].have.size(); ++c) {
+      if (!s.files[i].have[c]) out.emplace_back(i, c);
+    }
+  }
+  return out;
+}
+
+// A path under the root that is served (pulled or relayed), or why not. A
+// symbolic link planted above it must not lead out of the root.
+Result<std::string> ServedPath(const std::string& root, const std::string& relative) {
+  auto p = ResolveUnder(root, relative);
+  if (!p.ok()) return p.status();
+  std::error_code ec;
+  auto real = fs::weakly_canonical(*p, ec);
+  auto real_root = fs::weakly_canonical(root, ec);
+  if (ec || real.string().rfind(real_root.string(), 0) != 0) {
+    return InvalidArgument("path " + relative + " resolves outside the site's data root");
+  }
+  if (!fs::exists(fs::symlink_status(*p, ec))) {
+    return NotFound("path " + relative + " does not exist in the site's data root");
+  }
+  return *p;
+}
+
+// A source being served to a puller: its manifest, where its files are,
+// and how to send them.
+struct Outgoing {
+  Manifest manifest;
+  std::vector<std::string> local;
+  bool compress = false;
+  std::string congestion;
+  std::unique_ptr<Pacer> pacer;
+};
+
 }  // namespace
 
 struct TransferServer::Impl {
@@ -571,6 +818,7 @@ struct TransferServer::Impl {
   std::atomic<bool> stopping{false};
   std::mutex mu;
   std::map<std::string, std::shared_ptr<Session>> sessions;
+  std::map<std::string, std::shared_ptr<Outgoing>> outgoing;  // pulls being served
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
@@ -585,6 +833,10 @@ struct TransferServer::Impl {
   void Serve(Socket conn);
   void Control(Socket& conn);
   void Data(Socket& conn);
+  void ServePull(Socket& conn, const Json& offer);
+  void PullData(Socket& conn);
+  void ServeRelay(Socket& conn, const Json& offer);
+  std::string NewSessionId();
 };
 
 TransferServer::TransferServer(std::string root, std::string address, int port, TlsServerConfig tls)
@@ -715,7 +967,16 @@ void TransferServer::Impl::Serve(Socket conn) {
     Control(conn);
   } else if (std::memcmp(magic, kDataMagic, 6) == 0) {
     Data(conn);
+  } else if (std::memcmp(magic, kPullDataMagic, 6) == 0) {
+    PullData(conn);
   }
+}
+
+std::string TransferServer::Impl::NewSessionId() {
+  static std::atomic<uint64_t> counter{0};
+  std::random_device rd;
+  uint64_t r[2] = {(uint64_t{rd()} << 32) | rd(), counter++};
+  return Hash128(r, sizeof r);
 }
 
 void TransferServer::Impl::Control(Socket& conn) {
@@ -725,6 +986,8 @@ void TransferServer::Impl::Control(Socket& conn) {
   };
   auto offer = conn.RecvMessage();
   if (!offer.ok()) return;
+  if (offer->contains("pull")) return ServePull(conn, *offer);
+  if (offer->contains("relay")) return ServeRelay(conn, *offer);
   auto manifest = ManifestFromJson((*offer)["manifest"]);
   if (!manifest.ok()) return reply_error(manifest.status());
   std::string dest = offer->value("dest", "");
@@ -732,23 +995,8 @@ void TransferServer::Impl::Control(Socket& conn) {
   if (!dest_path.ok()) return reply_error(dest_path.status());
   auto session = std::make_shared<Session>();
   session->manifest = *manifest;
-  for (const auto& e : manifest->files) {
-    IncomingFile f;
-    f.entry = e;
-    auto p = ResolveUnder(*dest_path, e.path);
-    if (!p.ok()) return reply_error(p.status());
-    f.final_path = *p;
-    fs::path fp(*p);
-    f.part_path =
-        (fp.parent_path() / (".cpn-part-" + e.digest + "-" + fp.filename().string())).string();
-    if (Status s = Prepare(f, manifest->chunk_bytes, root); !s.ok()) {
-      if (f.fd >= 0) ::close(f.fd);
-      return reply_error(s);
-    }
-    session->files.push_back(std::move(f));
-  }
-  std::random_device rd;
-  std::string id = Hash128(&session, sizeof session) + std::to_string(rd());
+  if (Status s = AddFiles(*session, *dest_path, root); !s.ok()) return reply_error(s);
+  const std::string id = NewSessionId();
   {
     std::lock_guard lock(mu);
     sessions[id] = session;
@@ -803,113 +1051,177 @@ void TransferServer::Impl::Data(Socket& conn) {
     if (it == sessions.end()) return;
     session = it->second;
   }
-  const uint64_t chunk_bytes = session->manifest.chunk_bytes;
-  std::vector<char> buf(chunk_bytes);
-  std::vector<char> packed(ZSTD_compressBound(chunk_bytes));
-  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  for (;;) {
-    auto file = conn.RecvU32();
-    if (!file.ok() || *file == kEndOfData) break;
-    auto chunk = conn.RecvU32();
-    auto wire = conn.RecvU32();
-    auto flags = conn.RecvU32();
-    if (!chunk.ok() || !wire.ok() || !flags.ok() || *file >= session->files.size()) break;
-    IncomingFile& f = session->files[*file];
-    if (*chunk >= f.have.size()) break;
-    const uint64_t expected = ChunkLength(f.entry.size, chunk_bytes, *chunk);
-    std::optional<uint32_t> len;
-    if ((*flags & kFlagZstd) != 0) {
-      if (*wire > packed.size()) break;
-      if (!conn.RecvAll(packed.data(), *wire).ok()) break;
-      size_t n = ZSTD_decompressDCtx(dctx.get(), buf.data(), expected, packed.data(), *wire);
-      if (ZSTD_isError(n) || n != expected) {
-        std::lock_guard lock(session->mu);
-        session->bad_chunks++;
-        continue;
-      }
-      len = static_cast<uint32_t>(expected);
-    } else {
-      if (*wire != expected) break;
-      if (!conn.RecvAll(buf.data(), *wire).ok()) break;
-      len = *wire;
-    }
-    if (corrupt_next != nullptr && corrupt_next->load() > 0 && (*corrupt_next)-- > 0) {
-      buf[*len / 2] ^= 0x5a;  // a damaged chunk, as a faulty link would deliver
-    }
-    if (Hash128(buf.data(), *len) != f.entry.chunks[*chunk]) {
-      std::lock_guard lock(session->mu);
-      session->bad_chunks++;
-      continue;  // asked for again by the sender's next check
-    }
-    int fd = ::open(f.part_path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) break;
-    Status written = WriteAt(fd, buf.data(), *len, *chunk * chunk_bytes, f.part_path);
-    ::close(fd);
-    if (!written.ok()) break;
-    std::lock_guard lock(session->mu);
-    f.have[*chunk] = 1;
-  }
+  if (!ReceiveFrames(conn, *session, corrupt_next, nullptr)) return;
   (void)conn.SendU32(0);  // acknowledges the end: everything before it is written
 }
 
-// ------------------------------------------------------------------ sender
+Json ErrorReply(const Status& s) {
+  return {{"ok", false}, {"error", s.message()}, {"code", StatusCodeName(s.code())}};
+}
+
+void TransferServer::Impl::ServePull(Socket& conn, const Json& offer) {
+  auto out = std::make_shared<Outgoing>();
+  const Json& pull = offer["pull"];
+  const uint64_t chunk_bytes = offer.value("chunk_bytes", kDefaultChunkBytes);
+  if (!pull.is_string() || chunk_bytes < 4096 || chunk_bytes > (256ull << 20)) {
+    (void)conn.SendMessage(
+        ErrorReply(InvalidArgument("pull: a path and chunk_bytes of 4 KiB to 256 MiB")));
+    return;
+  }
+  auto path = ServedPath(root, pull.get<std::string>());
+  if (!path.ok()) return (void)conn.SendMessage(ErrorReply(path.status()));
+  auto manifest = BuildManifest(*path, chunk_bytes);
+  if (!manifest.ok()) return (void)conn.SendMessage(ErrorReply(manifest.status()));
+  out->manifest = std::move(manifest).value();
+  out->local = LocalPaths(*path, out->manifest);
+  out->compress = offer.value("compress", false);
+  out->congestion = offer.value("congestion", std::string());
+  out->pacer = std::make_unique<Pacer>(offer.value("rate_limit_mbps", 0.0));
+  const std::string id = NewSessionId();
+  {
+    std::lock_guard lock(mu);
+    outgoing[id] = out;
+  }
+  if (conn.SendMessage({{"ok", true}, {"session", id}, {"manifest", ManifestToJson(out->manifest)}})
+          .ok()) {
+    // The puller's data connections fetch chunks while this one answers
+    // pings; its close (or "done") ends the session.
+    for (;;) {
+      auto msg = conn.RecvMessage();
+      if (!msg.ok() || msg->value("op", "") != "ping") break;
+      if (!conn.SendMessage({{"ok", true}}).ok()) break;
+    }
+  }
+  std::lock_guard lock(mu);
+  outgoing.erase(id);
+}
+
+void TransferServer::Impl::PullData(Socket& conn) {
+  char id_buf[64];
+  auto id_len = conn.RecvU32();
+  if (!id_len.ok() || *id_len > sizeof id_buf) return;
+  if (!conn.RecvAll(id_buf, *id_len).ok()) return;
+  std::shared_ptr<Outgoing> out;
+  {
+    std::lock_guard lock(mu);
+    auto it = outgoing.find(std::string(id_buf, *id_len));
+    if (it == outgoing.end()) return;
+    out = it->second;
+  }
+  auto want = conn.RecvMessage();
+  if (!want.ok() || !(*want)["chunks"].is_array()) return;
+  ChunkList work;
+  for (const auto& c : (*want)["chunks"]) {
+    if (!c.is_array() || c.size() != 2 || !c[0].is_number_unsigned() ||
+        !c[1].is_number_unsigned()) {
+      return;
+    }
+    uint64_t file = c[0], chunk = c[1];
+    if (file >= out->manifest.files.size() || chunk >= out->manifest.files[file].chunks.size()) {
+      return;
+    }
+    work.emplace_back(static_cast<uint32_t>(file), static_cast<uint32_t>(chunk));
+  }
+  SetCongestion(conn.fd(), out->congestion);
+  std::atomic<size_t> next{0};
+  Status s = SendChunks(conn, out->manifest, out->local, work, next, out->compress, *out->pacer,
+                        [](uint64_t, uint64_t) { return Status::Ok(); });
+  if (s.ok()) (void)conn.SendU32(kEndOfData);
+}
+
+void TransferServer::Impl::ServeRelay(Socket& conn, const Json& offer) {
+  const Json& r = offer["relay"];
+  if (!r.is_object() || !r["path"].is_string() || !r["host"].is_string() ||
+      !r["port"].is_number_integer() || !r["dest"].is_string()) {
+    (void)conn.SendMessage(ErrorReply(InvalidArgument("relay: path, host, port and dest")));
+    return;
+  }
+  auto path = ServedPath(root, r["path"].get<std::string>());
+  if (!path.ok()) return (void)conn.SendMessage(ErrorReply(path.status()));
+  TransferOptions o;
+  o.streams = r.value("streams", 0);
+  o.congestion = r.value("congestion", std::string("bbr"));
+  o.compress = r.value("compress", false);
+  o.rate_limit_mbps = r.value("rate_limit_mbps", 0.0);
+  o.chunk_bytes = r.value("chunk_bytes", kDefaultChunkBytes);
+  o.stop_after_chunks = r.value("stop_after_chunks", uint64_t{0});
+  o.tls = r.value("tls", false);
+  o.tls_ca_file = tls_config.relay_ca_file;
+  // Progress goes back to the caller at most every quarter second; a caller
+  // that went away does not stop the relay, which completes (or fails) as a
+  // push would.
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  o.progress = [&](uint64_t sent, uint64_t total) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::milliseconds(250) && sent < total) return;
+    last = now;
+    (void)conn.SendMessage({{"progress", {{"sent", sent}, {"total", total}}}});
+  };
+  auto stats = Push(r["host"].get<std::string>(), r["port"].get<int>(), *path,
+                    r["dest"].get<std::string>(), o);
+  if (!stats.ok()) return (void)conn.SendMessage(ErrorReply(stats.status()));
+  (void)conn.SendMessage({{"ok", true}, {"done", true}, {"stats", Json::parse(stats->ToJson())}});
+}
 
 namespace {
 
-// Paces the sending threads together to a byte rate.
-class Pacer {
- public:
-  explicit Pacer(double mbps) : bytes_per_s_(mbps * 1e6 / 8) {}
-  void Take(uint64_t bytes) {
-    if (bytes_per_s_ <= 0) return;
-    std::chrono::steady_clock::time_point until;
-    {
-      std::lock_guard lock(mu_);
-      auto now = std::chrono::steady_clock::now();
-      if (next_ < now) next_ = now;
-      until = next_;
-      next_ += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(static_cast<double>(bytes) / bytes_per_s_));
-    }
-    std::this_thread::sleep_until(until);
+// The round trip: the best of three pings on a control connection.
+Result<double> MeasureRtt(Socket& control) {
+  double rtt_s = 1;
+  for (int i = 0; i < 3; ++i) {
+    auto p0 = std::chrono::steady_clock::now();
+    CPN_RETURN_IF_ERROR(control.SendMessage({{"op", "ping"}}));
+    auto pong = control.RecvMessage();
+    if (!pong.ok()) return pong.status();
+    rtt_s = std::min(rtt_s,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
   }
-
- private:
-  double bytes_per_s_;
-  std::mutex mu_;
-  std::chrono::steady_clock::time_point next_{};
-};
-
-bool SetCongestion(int fd, const std::string& name) {
-  if (name.empty()) return true;
-  return ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
-                      static_cast<socklen_t>(name.size())) == 0;
+  return rtt_s;
 }
 
-std::string CongestionOf(int fd) {
-  char buf[32] = {};
-  socklen_t len = sizeof buf;
-  if (::getsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, buf, &len) != 0) return "";
-  return std::string(buf, strnlen(buf, len));
+// Enough streams to keep 10 Gbit/s in flight for one round trip with each
+// stream's largest socket buffer, between 2 and 8; or what was asked.
+int ChooseStreams(int requested, double rtt_s) {
+  if (requested > 0) return requested;
+  const double in_flight_bytes = 10e9 / 8 * rtt_s;
+  return static_cast<int>(
+      std::clamp(std::ceil(in_flight_bytes / static_cast<double>(MaxSendBuffer())), 2.0, 8.0));
+}
+
+Result<SslCtx> MaybeClientContext(const TransferOptions& options) {
+  if (!options.tls) return SslCtx(nullptr, SSL_CTX_free);
+  return ClientContext(options.tls_ca_file);
 }
 
 }  // namespace
 
-Result<PushStats> Push(const std::string& host, int port, const std::string& source,
-                       const std::string& dest, const PushOptions& options) {
+std::string TransferStats::ToJson() const {
+  return Json{{"files", files},
+              {"bytes_total", bytes_total},
+              {"bytes_sent", bytes_sent},
+              {"bytes_on_wire", bytes_on_wire},
+              {"seconds", seconds},
+              {"data_seconds", data_seconds},
+              {"streams", streams},
+              {"congestion", congestion},
+              {"rtt_ms", rtt_ms},
+              {"chunks_sent", chunks_sent},
+              {"chunks_skipped", chunks_skipped},
+              {"chunks_resent", chunks_resent}}
+      .dump();
+}
+
+Result<TransferStats> Push(const std::string& host, int port, const std::string& source,
+                           const std::string& dest, const TransferOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
   if (options.streams < 0 || options.streams > 64) {
     return InvalidArgument("streams: between 1 and 64 (0 chooses)");
   }
   auto manifest = BuildManifest(source, options.chunk_bytes);
   if (!manifest.ok()) return manifest.status();
-  SslCtx tls(nullptr, SSL_CTX_free);
-  if (options.tls) {
-    auto ctx = ClientContext(options.tls_ca_file);
-    if (!ctx.ok()) return ctx.status();
-    tls = std::move(ctx).value();
-  }
-  auto control = Connect(host, port, tls.get());
+  auto tls = MaybeClientContext(options);
+  if (!tls.ok()) return tls.status();
+  auto control = Connect(host, port, tls->get());
   if (!control.ok()) return control.status();
   CPN_RETURN_IF_ERROR(control->SendAll(kControlMagic, 6));
   CPN_RETURN_IF_ERROR(
@@ -921,35 +1233,18 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
                               reply->value("error", std::string("no reason given")));
   }
   const std::string session = reply->value("session", "");
-  PushStats stats;
+  TransferStats stats;
   stats.files = manifest->files.size();
   stats.bytes_total = manifest->TotalBytes();
   uint64_t all_chunks = 0;
   for (const auto& f : manifest->files) all_chunks += f.chunks.size();
 
-  // Round trip: the best of three pings on the control connection.
-  double rtt_s = 1;
-  for (int i = 0; i < 3; ++i) {
-    auto p0 = std::chrono::steady_clock::now();
-    CPN_RETURN_IF_ERROR(control->SendMessage({{"op", "ping"}}));
-    auto pong = control->RecvMessage();
-    if (!pong.ok()) return pong.status();
-    rtt_s = std::min(rtt_s,
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count());
-  }
-  stats.rtt_ms = rtt_s * 1000;
-  int streams = options.streams;
-  if (streams == 0) {
-    const double in_flight_bytes = 10e9 / 8 * rtt_s;  // 10 Gbit/s for one round trip
-    streams = static_cast<int>(
-        std::clamp(std::ceil(in_flight_bytes / static_cast<double>(MaxSendBuffer())), 2.0, 8.0));
-  }
+  auto rtt_s = MeasureRtt(*control);
+  if (!rtt_s.ok()) return rtt_s.status();
+  stats.rtt_ms = *rtt_s * 1000;
+  const int streams = ChooseStreams(options.streams, *rtt_s);
 
-  std::vector<std::string> local(manifest->files.size());
-  for (size_t i = 0; i < local.size(); ++i) {
-    local[i] =
-        fs::is_directory(source) ? (fs::path(source) / manifest->files[i].path).string() : source;
-  }
+  const std::vector<std::string> local = LocalPaths(source, *manifest);
   Json need = (*reply)["need"];
   bool first_round = true;
   std::mutex progress_mu;
@@ -957,7 +1252,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
   Pacer pacer(options.rate_limit_mbps);
   const auto data_start = std::chrono::steady_clock::now();
   for (int round = 0; round < 20; ++round) {
-    std::vector<std::pair<uint32_t, uint32_t>> work;
+    ChunkList work;
     for (const auto& n : need) {
       for (const auto& c : n["chunks"]) {
         work.emplace_back(n["file"].get<uint32_t>(), c.get<uint32_t>());
@@ -986,7 +1281,7 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
           std::lock_guard lock(err_mu);
           if (failure.ok()) failure = std::move(s);
         };
-        auto conn = Connect(host, port, tls.get());
+        auto conn = Connect(host, port, tls->get());
         if (!conn.ok()) return fail(conn.status());
         SetCongestion(conn->fd(), options.congestion);
         if (t == 0) {
@@ -997,95 +1292,24 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
         if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session.size()));
         if (s.ok()) s = conn->SendAll(session.data(), session.size());
         if (!s.ok()) return fail(s);
-        std::vector<char> buf(manifest->chunk_bytes);
-        std::vector<char> packed(options.compress ? ZSTD_compressBound(manifest->chunk_bytes) : 0);
-        std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(
-            options.compress ? ZSTD_createCCtx() : nullptr, ZSTD_freeCCtx);
-        int fd = -1;
-        uint32_t fd_file = kEndOfData;  // one file open at a time
-        auto close_fd = [&] {
-          if (fd >= 0) ::close(fd);
-          fd = -1;
-        };
-        auto count_sent = [&](uint64_t len, uint64_t wire) {
-          sent_chunks++;
-          sent_bytes += len;
-          wire_bytes += wire;
-          if (options.progress) {
-            std::lock_guard lock(progress_mu);
-            progress_sent += len;
-            options.progress(progress_sent, progress_total);
-          }
-        };
-        for (;;) {
-          size_t k = next++;
-          if (k >= work.size()) break;
-          if (options.stop_after_chunks > 0 && sent_chunks.load() >= options.stop_after_chunks) {
-            close_fd();
-            return fail(Unavailable("transfer stopped after " +
-                                    std::to_string(options.stop_after_chunks) + " chunks"));
-          }
-          auto [file, chunk] = work[k];
-          const FileEntry& e = manifest->files[file];
-          uint64_t len = ChunkLength(e.size, manifest->chunk_bytes, chunk);
-          if (fd_file != file) {
-            close_fd();
-            fd = ::open(local[file].c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd < 0) return fail(FailedPrecondition(Errno("cannot open " + local[file])));
-            fd_file = file;
-          }
-          const uint64_t offset = chunk * manifest->chunk_bytes;
-          if (!cctx && !conn->tls()) {
-            // Straight from the file to the socket (sendfile: no copy
-            // through this process); the receiver checks it all the same.
-            pacer.Take(len);
-            uint32_t header[4] = {htole32(file), htole32(chunk),
-                                  htole32(static_cast<uint32_t>(len)), 0};
-            s = conn->SendAll(header, sizeof header);
-            off_t at = static_cast<off_t>(offset);
-            uint64_t left = len;
-            while (s.ok() && left > 0) {
-              ssize_t n = ::sendfile(conn->fd(), fd, &at, left);
-              if (n < 0 && errno == EINTR) continue;
-              if (n <= 0) {
-                s = n == 0 ? FailedPrecondition(local[file] + " shrank while being sent")
-                           : Unavailable(Errno("transfer connection lost while sending"));
-                break;
-              }
-              left -= static_cast<uint64_t>(n);
-            }
-            if (!s.ok()) {
-              close_fd();
-              return fail(s);
-            }
-            count_sent(len, len);
-            continue;
-          }
-          s = ReadAt(fd, buf.data(), len, offset, local[file]);
-          const char* payload = buf.data();
-          uint64_t wire = len;
-          uint32_t flags = 0;
-          if (s.ok() && cctx) {
-            size_t n =
-                ZSTD_compressCCtx(cctx.get(), packed.data(), packed.size(), buf.data(), len, 1);
-            if (!ZSTD_isError(n) && n * 10 < len * 9) {
-              payload = packed.data();
-              wire = n;
-              flags = kFlagZstd;
-            }
-          }
-          pacer.Take(wire);
-          uint32_t header[4] = {htole32(file), htole32(chunk), htole32(static_cast<uint32_t>(wire)),
-                                htole32(flags)};
-          if (s.ok()) s = conn->SendAll(header, sizeof header);
-          if (s.ok()) s = conn->SendAll(payload, wire);
-          if (!s.ok()) {
-            close_fd();
-            return fail(s);
-          }
-          count_sent(len, wire);
-        }
-        close_fd();
+        s = SendChunks(*conn, *manifest, local, work, next, options.compress, pacer,
+                       [&](uint64_t len, uint64_t wire) {
+                         uint64_t n = ++sent_chunks;
+                         sent_bytes += len;
+                         wire_bytes += wire;
+                         if (options.progress) {
+                           std::lock_guard lock(progress_mu);
+                           progress_sent += len;
+                           options.progress(progress_sent, progress_total);
+                         }
+                         if (options.stop_after_chunks > 0 && n >= options.stop_after_chunks) {
+                           return Unavailable("transfer stopped after " +
+                                              std::to_string(options.stop_after_chunks) +
+                                              " chunks");
+                         }
+                         return Status::Ok();
+                       });
+        if (!s.ok()) return fail(s);
         s = conn->SendU32(kEndOfData);
         if (s.ok()) s = conn->RecvU32().status();  // the receiver has written it all
         if (!s.ok()) fail(s);
@@ -1114,6 +1338,180 @@ Result<PushStats> Push(const std::string& host, int port, const std::string& sou
   }
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return stats;
+}
+
+Result<TransferStats> Pull(const std::string& host, int port, const std::string& remote,
+                           const std::string& dest_dir, const TransferOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (options.streams < 0 || options.streams > 64) {
+    return InvalidArgument("streams: between 1 and 64 (0 chooses)");
+  }
+  if (dest_dir.empty()) return InvalidArgument("pull: no local destination directory");
+  std::error_code ec;
+  fs::create_directories(dest_dir, ec);
+  if (ec) return FailedPrecondition("cannot create " + dest_dir + ": " + ec.message());
+  auto tls = MaybeClientContext(options);
+  if (!tls.ok()) return tls.status();
+  auto control = Connect(host, port, tls->get());
+  if (!control.ok()) return control.status();
+  CPN_RETURN_IF_ERROR(control->SendAll(kControlMagic, 6));
+  CPN_RETURN_IF_ERROR(control->SendMessage({{"pull", remote},
+                                            {"chunk_bytes", options.chunk_bytes},
+                                            {"compress", options.compress},
+                                            {"congestion", options.congestion},
+                                            {"rate_limit_mbps", options.rate_limit_mbps}}));
+  auto reply = control->RecvMessage();
+  if (!reply.ok()) return reply.status();
+  if (!reply->value("ok", false)) {
+    return FailedPrecondition("the source refused the transfer: " +
+                              reply->value("error", std::string("no reason given")));
+  }
+  // The manifest comes from the other side: its paths are checked like any
+  // receiver's, so a hostile source cannot write outside dest_dir.
+  auto manifest = ManifestFromJson((*reply)["manifest"]);
+  if (!manifest.ok()) return manifest.status().WithContext("the source's manifest");
+  const std::string session_id = reply->value("session", "");
+  Session session;
+  session.manifest = std::move(manifest).value();
+  const Manifest& m = session.manifest;
+  CPN_RETURN_IF_ERROR(AddFiles(session, dest_dir, dest_dir));
+
+  TransferStats stats;
+  stats.files = m.files.size();
+  stats.bytes_total = m.TotalBytes();
+  uint64_t all_chunks = 0;
+  for (const auto& f : m.files) all_chunks += f.chunks.size();
+  auto rtt_s = MeasureRtt(*control);
+  if (!rtt_s.ok()) return rtt_s.status();
+  stats.rtt_ms = *rtt_s * 1000;
+  const int streams = ChooseStreams(options.streams, *rtt_s);
+
+  std::mutex progress_mu;
+  uint64_t progress_got = 0, progress_total = 0;
+  std::atomic<uint64_t> got_chunks{0};
+  ChunkList work = Missing(session);
+  stats.chunks_skipped = all_chunks - work.size();
+  const auto data_start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 20 && !work.empty(); ++round) {
+    if (round > 0) stats.chunks_resent += work.size();
+    for (const auto& [file, chunk] : work) {
+      progress_total += ChunkLength(m.files[file].size, m.chunk_bytes, chunk);
+    }
+    // Each stream asks for one contiguous share of the work, so the source
+    // reads its files in order.
+    const int used = std::max(1, std::min<int>(streams, static_cast<int>(work.size())));
+    stats.streams = std::max(stats.streams, used);
+    std::atomic<uint64_t> got_bytes{0}, wire_bytes{0};
+    std::mutex err_mu;
+    Status failure;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < used; ++t) {
+      threads.emplace_back([&, t] {
+        auto fail = [&](Status s) {
+          std::lock_guard lock(err_mu);
+          if (failure.ok()) failure = std::move(s);
+        };
+        const size_t from = work.size() * t / used, to = work.size() * (t + 1) / used;
+        Json want = Json::array();
+        for (size_t k = from; k < to; ++k) want.push_back({work[k].first, work[k].second});
+        auto conn = Connect(host, port, tls->get());
+        if (!conn.ok()) return fail(conn.status());
+        if (t == 0) {
+          std::lock_guard lock(err_mu);
+          stats.congestion = options.congestion;  // asked of the source, which sends
+        }
+        Status s = conn->SendAll(kPullDataMagic, 6);
+        if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session_id.size()));
+        if (s.ok()) s = conn->SendAll(session_id.data(), session_id.size());
+        if (s.ok()) s = conn->SendMessage({{"chunks", want}});
+        if (!s.ok()) return fail(s);
+        bool stopped = false;
+        bool complete = ReceiveFrames(*conn, session, nullptr, [&](uint64_t len, uint64_t wire) {
+          uint64_t n = ++got_chunks;
+          got_bytes += len;
+          wire_bytes += wire;
+          if (options.progress) {
+            std::lock_guard lock(progress_mu);
+            progress_got += len;
+            options.progress(progress_got, progress_total);
+          }
+          stopped = options.stop_after_chunks > 0 && n >= options.stop_after_chunks;
+          return !stopped;
+        });
+        if (stopped) {
+          return fail(Unavailable("transfer stopped after " +
+                                  std::to_string(options.stop_after_chunks) + " chunks"));
+        }
+        if (!complete) fail(Unavailable("the source closed a data connection mid-transfer"));
+      });
+    }
+    for (auto& t : threads) t.join();
+    stats.bytes_sent += got_bytes;
+    stats.bytes_on_wire += wire_bytes;
+    if (!failure.ok()) return failure;
+    work = Missing(session);
+  }
+  stats.chunks_sent = got_chunks;
+  if (!work.empty()) return Internal("chunks kept failing their check after 20 rounds");
+  stats.data_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - data_start).count();
+  CPN_RETURN_IF_ERROR(Commit(session));
+  (void)control->SendMessage({{"op", "done"}});
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+Result<TransferStats> Relay(const Endpoint& from, const std::string& path, const Endpoint& to,
+                            const std::string& dest, const TransferOptions& options) {
+  if (options.streams < 0 || options.streams > 64) {
+    return InvalidArgument("streams: between 1 and 64 (0 chooses)");
+  }
+  auto tls = MaybeClientContext(options);
+  if (!tls.ok()) return tls.status();
+  auto control = Connect(from.host, from.port, tls->get());
+  if (!control.ok()) return control.status();
+  CPN_RETURN_IF_ERROR(control->SendAll(kControlMagic, 6));
+  CPN_RETURN_IF_ERROR(control->SendMessage({{"relay",
+                                             {{"path", path},
+                                              {"host", to.host},
+                                              {"port", to.port},
+                                              {"tls", to.tls},
+                                              {"dest", dest},
+                                              {"streams", options.streams},
+                                              {"congestion", options.congestion},
+                                              {"compress", options.compress},
+                                              {"rate_limit_mbps", options.rate_limit_mbps},
+                                              {"chunk_bytes", options.chunk_bytes},
+                                              {"stop_after_chunks", options.stop_after_chunks}}}}));
+  for (;;) {
+    auto msg = control->RecvMessage();
+    if (!msg.ok()) return msg.status().WithContext("relay from " + from.host);
+    if (msg->contains("progress")) {
+      const Json& p = (*msg)["progress"];
+      if (options.progress)
+        options.progress(p.value("sent", uint64_t{0}), p.value("total", uint64_t{0}));
+      continue;
+    }
+    if (!msg->value("ok", false)) {
+      return FailedPrecondition("the source could not relay: " +
+                                msg->value("error", std::string("no reason given")));
+    }
+    const Json& j = (*msg)["stats"];
+    TransferStats stats;
+    stats.files = j.value("files", uint64_t{0});
+    stats.bytes_total = j.value("bytes_total", uint64_t{0});
+    stats.bytes_sent = j.value("bytes_sent", uint64_t{0});
+    stats.bytes_on_wire = j.value("bytes_on_wire", uint64_t{0});
+    stats.seconds = j.value("seconds", 0.0);
+    stats.data_seconds = j.value("data_seconds", 0.0);
+    stats.streams = j.value("streams", 0);
+    stats.congestion = j.value("congestion", std::string());
+    stats.rtt_ms = j.value("rtt_ms", 0.0);
+    stats.chunks_sent = j.value("chunks_sent", uint64_t{0});
+    stats.chunks_skipped = j.value("chunks_skipped", uint64_t{0});
+    stats.chunks_resent = j.value("chunks_resent", uint64_t{0});
+    return stats;
+  }
 }
 
 }  // namespace cpn::transfer

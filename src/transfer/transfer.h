@@ -1,16 +1,20 @@
 // Transfer: moving datasets between sites, verified chunk by chunk, resumable.
 //
-// A receiver (TransferServer, run by a site's agent) keeps a data root; a
-// sender (Push) offers a manifest of files with an XXH3-128 checksum per
-// chunk and per file, learns which chunks the receiver lacks (a re-run after
-// a kill or a cut link sends only those), and streams them over N parallel
-// TCP connections. The receiver checks every chunk before writing it, writes
-// into a hidden part file, and at commit verifies the whole-file digest,
-// syncs and renames, so a file appears complete or not at all. Chunks that
-// failed their check are asked for again. Optionally all over TLS. The wire
-// format is in
-// docs/transfer-protocol.md. Blocking sockets and one thread per
-// connection: a transfer has a handful of connections, not thousands.
+// A site's transfer service (TransferServer, run by its agent) keeps a data
+// root. A sender (Push) offers a manifest of files with an XXH3-128 checksum
+// per chunk and per file, learns which chunks the receiver lacks (a re-run
+// after a kill or a cut link sends only those), and streams them over N
+// parallel TCP connections. The receiver checks every chunk before writing
+// it, writes into a hidden part file, and at commit verifies the whole-file
+// digest, syncs and renames, so a file appears complete or not at all.
+// Chunks that failed their check are asked for again. The same service also
+// serves its data: Pull copies a path out of a site's root into a local
+// directory with the same guarantees (the puller is then the receiver), and
+// Relay asks one site's service to push a path to another site's, so data
+// moves site to site without passing through the caller. Optionally all over
+// TLS. The wire format is in docs/transfer-protocol.md. Blocking sockets and
+// one thread per connection: a transfer has a handful of connections, not
+// thousands.
 #pragma once
 
 #include <atomic>
@@ -51,7 +55,7 @@ Result<std::string> ResolveUnder(const std::string& root, const std::string& rel
 // XXH3-128 of `data` as 32 hex digits.
 std::string Hash128(const void* data, size_t size);
 
-struct PushOptions {
+struct TransferOptions {
   // Parallel data connections; 0 chooses from the measured round trip: the
   // streams needed to keep 10 Gbit/s in flight with each stream's largest
   // send buffer (net.ipv4.tcp_wmem), between 2 and 8.
@@ -72,15 +76,15 @@ struct PushOptions {
   bool tls = false;
   std::string tls_ca_file;
   uint64_t chunk_bytes = kDefaultChunkBytes;
-  // Progress: bytes sent so far (of chunks the receiver needed), and the
-  // total to send. Called from the sending threads, serialised.
+  // Progress: bytes moved so far (of chunks the receiver needed), and the
+  // total to move. Called from the data threads, serialised.
   std::function<void(uint64_t sent, uint64_t total)> progress;
-  // Tests: stop after this many chunks have been sent (0: no limit), as a
-  // killed sender would.
+  // Tests: stop after this many chunks have been moved (0: no limit), as a
+  // killed sender (or puller) would.
   uint64_t stop_after_chunks = 0;
 };
 
-struct PushStats {
+struct TransferStats {
   int streams = 0;             // data connections used
   std::string congestion;      // congestion control they ran
   double rtt_ms = 0;           // round trip measured on the control connection
@@ -93,21 +97,50 @@ struct PushStats {
   uint64_t chunks_skipped = 0;  // already at the receiver, verified
   uint64_t chunks_resent = 0;   // failed the receiver's check, sent again
   double seconds = 0;
+  // One line of JSON with every figure (for --json and the relay's reply).
+  std::string ToJson() const;
 };
 
 // Sends `source` to the receiver at host:port, to `dest` (relative to its
 // data root). Idempotent: re-running it completes an interrupted transfer.
-Result<PushStats> Push(const std::string& host, int port, const std::string& source,
-                       const std::string& dest, const PushOptions& options = {});
+Result<TransferStats> Push(const std::string& host, int port, const std::string& source,
+                           const std::string& dest, const TransferOptions& options = {});
 
-// A receiver's certificate and key (PEM); both empty: plain TCP.
+// Copies `remote` (a file or directory relative to the data root of the
+// service at host:port) into the local directory `dest_dir` (created if
+// missing): a remote directory's contents land in dest_dir, a remote file
+// as dest_dir/its name. Every chunk checked here, part files, resume and
+// atomic rename exactly as for a receiver; re-running completes an
+// interrupted pull. `options.streams`, `congestion`, `compress` and
+// `rate_limit_mbps` are asked of the serving side.
+Result<TransferStats> Pull(const std::string& host, int port, const std::string& remote,
+                           const std::string& dest_dir, const TransferOptions& options = {});
+
+struct Endpoint {
+  std::string host;
+  int port = 0;
+  bool tls = false;  // the service there requires TLS
+};
+
+// Site to site: asks the service at `from` to push its `path` to `to`'s
+// `dest` (a third-party transfer; the data never passes through the
+// caller). `options.tls`/`tls_ca_file` apply to the caller's connection to
+// `from`; `from` checks `to`'s certificate with its own CA (relay_ca_file).
+// Progress arrives as `from` reports it. Resumable like Push.
+Result<TransferStats> Relay(const Endpoint& from, const std::string& path, const Endpoint& to,
+                            const std::string& dest, const TransferOptions& options = {});
+
+// A service's certificate and key (PEM); both empty: plain TCP. The CA file
+// checks other services' certificates when this one relays to them (empty:
+// the system's CAs).
 struct TlsServerConfig {
   std::string cert_file, key_file;
+  std::string relay_ca_file;
 };
 
 class TransferServer {
  public:
-  // Receives into `root` (created if missing). `address`/`port` as for any
+  // Receives into, and serves from, `root` (created if missing). `address`/`port` as for any
   // listener; port 0 picks a free one. With `tls`, every connection must
   // begin with a TLS handshake.
   TransferServer(std::string root, std::string address = "127.0.0.1", int port = 0,

@@ -50,8 +50,8 @@ class TransferTest : public ::testing::Test {
     server_.reset();
     fs::remove_all(dir_);
   }
-  static PushOptions Small() {
-    PushOptions o;
+  static TransferOptions Small() {
+    TransferOptions o;
     o.chunk_bytes = 64 * 1024;
     return o;
   }
@@ -82,7 +82,7 @@ TEST_F(TransferTest, ATreeArrivesIntact) {
 
 TEST_F(TransferTest, AnInterruptedTransferResumesWithWhatIsMissing) {
   WriteRandom(dir_ / "src/big.bin", 400 * 65'536, 4);  // 400 chunks
-  PushOptions o = Small();
+  TransferOptions o = Small();
   o.stop_after_chunks = 200;
   auto cut = Push("127.0.0.1", port_, (dir_ / "src/big.bin").string(), "in", o);
   ASSERT_FALSE(cut.ok());
@@ -170,7 +170,7 @@ TEST_F(TransferTest, CompressionRateLimitAndCongestionControl) {
     std::ofstream out(dir_ / "src/log.txt");
     for (int i = 0; i < 40'000; ++i) out << "2026-11-27 step " << (i % 100) << " loss 0.125\n";
   }
-  PushOptions o = Small();
+  TransferOptions o = Small();
   o.compress = true;
   o.rate_limit_mbps = 40;  // ~1.1 MB takes at least ~0.2 s
   auto stats = Push("127.0.0.1", port_, (dir_ / "src/log.txt").string(), "c", o);
@@ -187,6 +187,117 @@ TEST_F(TransferTest, CompressionRateLimitAndCongestionControl) {
   }
 }
 
+// Pull: the service serves its data root; the puller checks, resumes and
+// renames exactly as a receiver does.
+TEST_F(TransferTest, PullBringsATreeBackAndResumes) {
+  WriteRandom(dir_ / "root/ds/a.bin", 1'000'000, 11);
+  WriteRandom(dir_ / "root/ds/sub/b.bin", 70'000, 12);
+  std::ofstream(dir_ / "root/ds/empty.txt").close();
+  auto stats = Pull("127.0.0.1", port_, "ds", (dir_ / "local").string(), Small());
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->files, 3u);
+  EXPECT_EQ(stats->bytes_sent, 1'000'000u + 70'000u);
+  for (const char* f : {"a.bin", "sub/b.bin", "empty.txt"}) {
+    ASSERT_TRUE(fs::exists(dir_ / "local" / f)) << f;
+    EXPECT_EQ(ReadAll(dir_ / "local" / f), ReadAll(dir_ / "root/ds" / f)) << f;
+  }
+  // Again: nothing moves.
+  auto again = Pull("127.0.0.1", port_, "ds", (dir_ / "local").string(), Small());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->bytes_sent, 0u);
+  EXPECT_EQ(again->chunks_skipped, 16u + 2u);
+  // Cut after 6 chunks: nothing half-written is visible, and the re-run
+  // fetches only the rest.
+  TransferOptions o = Small();
+  o.stop_after_chunks = 6;
+  o.streams = 2;
+  auto cut = Pull("127.0.0.1", port_, "ds", (dir_ / "other").string(), o);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_FALSE(fs::exists(dir_ / "other/a.bin"));
+  o.stop_after_chunks = 0;
+  auto resumed = Pull("127.0.0.1", port_, "ds", (dir_ / "other").string(), o);
+  ASSERT_TRUE(resumed.ok()) << resumed.status().ToString();
+  EXPECT_GE(resumed->chunks_skipped, 6u);
+  EXPECT_EQ(ReadAll(dir_ / "other/a.bin"), ReadAll(dir_ / "root/ds/a.bin"));
+  // A single file lands in the directory under its name.
+  auto one = Pull("127.0.0.1", port_, "ds/sub/b.bin", (dir_ / "single").string(), Small());
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(ReadAll(dir_ / "single/b.bin"), ReadAll(dir_ / "root/ds/sub/b.bin"));
+}
+
+TEST_F(TransferTest, PullRepairsALocalCopyAndRefusesBadPaths) {
+  WriteRandom(dir_ / "root/ds/a.bin", 500'000, 13);
+  ASSERT_TRUE(Pull("127.0.0.1", port_, "ds", (dir_ / "local").string(), Small()).ok());
+  {
+    std::fstream f(dir_ / "local/a.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200'000);
+    f.put('\x42' ^ ReadAll(dir_ / "local/a.bin")[200'000]);
+  }
+  auto repaired = Pull("127.0.0.1", port_, "ds", (dir_ / "local").string(), Small());
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->bytes_sent, 65'536u);  // the one damaged chunk
+  EXPECT_EQ(ReadAll(dir_ / "local/a.bin"), ReadAll(dir_ / "root/ds/a.bin"));
+
+  fs::create_directories(dir_ / "outside");
+  WriteRandom(dir_ / "outside/secret.bin", 100, 14);
+  fs::create_symlink(dir_ / "outside", dir_ / "root/escape");
+  for (const auto& [path, words] : std::vector<std::pair<std::string, std::string>>{
+           {"../outside", ".."},
+           {"/etc", "relative"},
+           {"missing", "does not exist"},
+           {"escape/secret.bin", "outside the site's data root"},
+           {"", "empty"}}) {
+    auto r = Pull("127.0.0.1", port_, path, (dir_ / "bad").string(), Small());
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_NE(r.status().message().find("refused"), std::string::npos) << r.status().ToString();
+    EXPECT_NE(r.status().message().find(words), std::string::npos) << r.status().ToString();
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "bad/secret.bin"));
+}
+
+// Site to site: the first service pushes straight to the second.
+TEST_F(TransferTest, RelayMovesDataBetweenTwoServicesAndResumes) {
+  TransferServer west((dir_ / "west").string());
+  auto west_port = west.Start();
+  ASSERT_TRUE(west_port.ok());
+  WriteRandom(dir_ / "root/ds/a.bin", 800'000, 15);
+  WriteRandom(dir_ / "root/ds/b/c.bin", 10, 16);
+  uint64_t last_progress = 0;
+  TransferOptions o = Small();
+  o.progress = [&](uint64_t sent, uint64_t) { last_progress = sent; };
+  auto stats = Relay({"127.0.0.1", port_}, "ds", {"127.0.0.1", *west_port}, "copies/ds", o);
+  ASSERT_TRUE(stats.ok()) << stats.status().ToString();
+  EXPECT_EQ(stats->files, 2u);
+  EXPECT_EQ(stats->bytes_sent, 800'010u);
+  EXPECT_EQ(last_progress, 800'010u);
+  EXPECT_EQ(ReadAll(dir_ / "west/copies/ds/a.bin"), ReadAll(dir_ / "root/ds/a.bin"));
+  EXPECT_EQ(ReadAll(dir_ / "west/copies/ds/b/c.bin"), ReadAll(dir_ / "root/ds/b/c.bin"));
+  auto again = Relay({"127.0.0.1", port_}, "ds", {"127.0.0.1", *west_port}, "copies/ds", Small());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->bytes_sent, 0u);
+  // Interrupted, then run again: only the rest moves.
+  TransferOptions cut = Small();
+  cut.stop_after_chunks = 4;
+  auto first = Relay({"127.0.0.1", port_}, "ds", {"127.0.0.1", *west_port}, "other", cut);
+  ASSERT_FALSE(first.ok());
+  EXPECT_NE(first.status().message().find("stopped"), std::string::npos);
+  while (west.ActiveConnections() > 0) {  // what was sent still lands
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto rest = Relay({"127.0.0.1", port_}, "ds", {"127.0.0.1", *west_port}, "other", Small());
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  EXPECT_GE(rest->chunks_skipped, 4u);
+  EXPECT_EQ(ReadAll(dir_ / "west/other/a.bin"), ReadAll(dir_ / "root/ds/a.bin"));
+  // A source path that is not there, and a destination that leaves the
+  // other root, are refused with the reason.
+  auto missing = Relay({"127.0.0.1", port_}, "nope", {"127.0.0.1", *west_port}, "x", Small());
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("does not exist"), std::string::npos);
+  auto escape = Relay({"127.0.0.1", port_}, "ds", {"127.0.0.1", *west_port}, "../x", Small());
+  ASSERT_FALSE(escape.ok());
+  EXPECT_NE(escape.status().message().find(".."), std::string::npos) << escape.status().ToString();
+}
+
 TEST(TransferTlsTest, AllOverTlsWithTheReceiversCertificateChecked) {
   fs::path dir = fs::path(::testing::TempDir()) / ("cpn-transfer-tls-" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -198,16 +309,31 @@ TEST(TransferTlsTest, AllOverTlsWithTheReceiversCertificateChecked) {
                             .c_str()),
             0);
   WriteRandom(dir / "src/w.bin", 3 * 65'536 + 17, 9);
-  TransferServer server((dir / "root").string(), "127.0.0.1", 0, {cert, key});
+  TransferServer server((dir / "root").string(), "127.0.0.1", 0, {cert, key, cert});
   auto port = server.Start();
   ASSERT_TRUE(port.ok()) << port.status().ToString();
-  PushOptions o;
+  TransferOptions o;
   o.chunk_bytes = 65'536;
   o.tls = true;
   o.tls_ca_file = cert;
   auto stats = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "t", o);
   ASSERT_TRUE(stats.ok()) << stats.status().ToString();
   EXPECT_EQ(ReadAll(dir / "root/t/w.bin"), ReadAll(dir / "src/w.bin"));
+  // Pull and relay over TLS too: the puller checks the certificate; the
+  // relaying service checks the other's with its own CA (relay_ca_file).
+  auto pulled = Pull("127.0.0.1", *port, "t", (dir / "pulled").string(), o);
+  ASSERT_TRUE(pulled.ok()) << pulled.status().ToString();
+  EXPECT_EQ(ReadAll(dir / "pulled/w.bin"), ReadAll(dir / "src/w.bin"));
+  TransferServer other((dir / "other").string(), "127.0.0.1", 0, {cert, key, ""});
+  auto other_port = other.Start();
+  ASSERT_TRUE(other_port.ok());
+  auto relayed = Relay({"127.0.0.1", *port, true}, "t", {"127.0.0.1", *other_port, true}, "r", o);
+  ASSERT_TRUE(relayed.ok()) << relayed.status().ToString();
+  EXPECT_EQ(ReadAll(dir / "other/r/w.bin"), ReadAll(dir / "src/w.bin"));
+  auto plain_hop =
+      Relay({"127.0.0.1", *port, true}, "t", {"127.0.0.1", *other_port, false}, "q", o);
+  EXPECT_FALSE(plain_hop.ok());
+  EXPECT_FALSE(fs::exists(dir / "other/q/w.bin"));
   // Not trusted: the system's CAs do not know this certificate.
   o.tls_ca_file.clear();
   auto untrusted = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "u", o);
@@ -215,13 +341,13 @@ TEST(TransferTlsTest, AllOverTlsWithTheReceiversCertificateChecked) {
   EXPECT_NE(untrusted.status().message().find("certificate"), std::string::npos)
       << untrusted.status().ToString();
   // Plain TCP to a TLS receiver fails cleanly.
-  PushOptions plain;
+  TransferOptions plain;
   plain.chunk_bytes = 65'536;
   auto refused = Push("127.0.0.1", *port, (dir / "src/w.bin").string(), "p", plain);
   EXPECT_FALSE(refused.ok());
   EXPECT_FALSE(fs::exists(dir / "root/p/w.bin"));
   // A bad key is refused at start, with the file named.
-  TransferServer bad((dir / "root2").string(), "127.0.0.1", 0, {cert, cert});
+  TransferServer bad((dir / "root2").string(), "127.0.0.1", 0, {cert, cert, ""});
   auto bad_start = bad.Start();
   ASSERT_FALSE(bad_start.ok());
   EXPECT_NE(bad_start.status().message().find("cannot load key"), std::string::npos);
