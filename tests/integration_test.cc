@@ -461,6 +461,27 @@ TEST(Integration, JobsRunUnderRealSlurm) {
   EXPECT_EQ(cancelled["state"], "cancelled");
   squeue = RunShell("squeue -h -t all -n cpn-" + slow["id"].get<std::string>() + " -o %T");
   EXPECT_NE(squeue.out.find("CANCELLED"), std::string::npos) << squeue.out;
+
+  // The agent is killed while a job runs under Slurm and started again: it
+  // takes the job back from Slurm (no second sbatch, no second placement),
+  // and the job ends once, with its whole log. Its time limit went to Slurm.
+  Json spec = Json::parse(SmallJob("survivor", 1, "echo started; sleep 6; echo survived"));
+  spec["run"]["time_limit_h"] = 0.5;
+  Json survivor = net.CliJson("submit " + net.WriteFile("survivor.json", spec.dump()));
+  const std::string sid = survivor["id"];
+  ASSERT_TRUE(WaitUntil([&] { return net.CliJson("job " + sid)["state"] == "running"; }));
+  CommandResult limit = RunShell("squeue -h -n cpn-" + sid + " -o %l");
+  EXPECT_NE(limit.out.find("30:00"), std::string::npos) << limit.out;
+  net.KillAgent(0);
+  net.RestartAgent(0);
+  Json survived = WaitForEnd(net, sid);
+  EXPECT_EQ(survived["state"], "succeeded") << survived.dump(2);
+  EXPECT_EQ(survived.value("attempts", -1), 1) << survived.dump(2);
+  std::string survivor_log = net.Cli("logs " + sid).out;
+  EXPECT_NE(survivor_log.find("started\n"), std::string::npos) << survivor_log;
+  EXPECT_NE(survivor_log.find("survived\n"), std::string::npos) << survivor_log;
+  CommandResult runs = RunShell("squeue -h -t all -n cpn-" + sid + " -o %i | wc -l");
+  EXPECT_EQ(runs.out, "1\n") << "Slurm jobs for " << sid << ": " << runs.out;
 }
 
 // 500 jobs from concurrent clients while the server is killed with SIGKILL

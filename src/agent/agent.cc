@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -191,6 +192,9 @@ void Agent::StartJob(const Json& a) {
   else if (spec.workdir[0] != '/')
     spec.workdir = config_.work_dir + "/jobs/" + spec.workdir;
   spec.log_path = job.log_path;
+  if (const double h = run.value("time_limit_h", 0.0); h > 0) {
+    spec.time_limit_s = static_cast<int64_t>(std::ceil(h * 3600));
+  }
   const Json env = run.value("env", Json::object());
   for (const auto& [k, v] : env.items()) {
     if (v.is_string()) spec.env[k] = v.get<std::string>();
@@ -385,8 +389,26 @@ void Agent::ReportStagings() {
   }
 }
 
+void Agent::RecoverJobs() {
+  auto found = executor_.Recover();
+  if (!found.ok()) {
+    spdlog::warn("could not look for jobs left from an earlier run: {}", found.status().ToString());
+    return;  // tried again at the next step
+  }
+  recovered_ = true;
+  for (const std::string& id : *found) {
+    if (!IsValidJobId(id) || jobs_.count(id)) continue;
+    Job job;
+    job.log_path = config_.work_dir + "/logs/" + id + ".log";
+    job.started = true;
+    jobs_[id] = job;
+    spdlog::info("recovered {} from the batch system", id);
+  }
+}
+
 int64_t Agent::Step() {
   Status s = Status::Ok();
+  if (!recovered_) RecoverJobs();
   if (!registered_) s = Register();
   if (s.ok()) s = Heartbeat();
   if (s.ok()) ReportStagings();

@@ -69,6 +69,9 @@ class Agent {
   };
 
   Status Register();
+  // Takes back the jobs an earlier run of this agent left with the batch
+  // system, so they are followed (and listed as held) instead of placed again.
+  void RecoverJobs();
   Status Heartbeat();
   void StartJob(const Json& assignment);
   void PollJobs();
@@ -100,6 +103,7 @@ class Agent {
   net::HttpClient client_;
   std::string site_path_;  // /v1/sites/{node}/{provider}/{site}
   bool registered_ = false;
+  bool recovered_ = false;
   int64_t backoff_ms_ = 0;
   std::map<std::string, Job> jobs_;
   std::map<std::string, std::vector<bool>> slot_used_;

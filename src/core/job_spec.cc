@@ -174,6 +174,7 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
     FieldReader xr(*run, r.FieldPath("run"));
     xr.String("command", &s.command);
     xr.String("workdir", &s.workdir, false);
+    xr.OptionalNumber("time_limit_h", &s.time_limit_h, 1.0 / 3600, 8760);
     if (const Json* env = xr.Object("env", false)) {
       if (env->size() > 256) xr.FailField("env", "at most 256 variables");
       for (auto it = env->begin(); it != env->end() && xr.ok(); ++it) {
@@ -217,6 +218,7 @@ Json JobSpecToJson(const JobSpec& s) {
          {"run", {{"command", s.command}}}};
   if (!s.env.empty()) j["run"]["env"] = s.env;
   if (!s.workdir.empty()) j["run"]["workdir"] = s.workdir;
+  if (s.time_limit_h) j["run"]["time_limit_h"] = *s.time_limit_h;
   if (!s.dataset_replicas.empty()) j["dataset"]["replicas"] = s.dataset_replicas;
   if (!s.dataset_path.empty()) j["dataset"]["path"] = s.dataset_path;
   if (s.deadline_h) j["deadline_h"] = *s.deadline_h;

@@ -65,6 +65,9 @@ struct JobSpec {
   std::string command;
   std::map<std::string, std::string> env;
   std::string workdir;
+  // Wall-clock limit at the site (Slurm's --time); past it the job is
+  // stopped and fails with TIMEOUT.
+  std::optional<double> time_limit_h;
 };
 
 // Parses and validates; `catalog` checks the accelerator name.

@@ -24,6 +24,9 @@ struct ExecSpec {
   std::string log_path;  // stdout and stderr go here
   std::string pool_id;   // which of the site's pools, and how many of its cards
   int64_t cards = 0;
+  // Wall-clock limit; past it the job is stopped and ends with detail
+  // "TIMEOUT". 0: none (a batch system's partition default still applies).
+  int64_t time_limit_s = 0;
 };
 
 struct ExecResult {
@@ -55,6 +58,11 @@ class Executor {
   // True if the executor picks the devices itself (Slurm sets
   // CUDA_VISIBLE_DEVICES); the agent then does not hand out card slots.
   virtual bool manages_devices() const { return false; }
+  // Jobs that an earlier run of this agent started and the batch system
+  // still holds (pending, running or just ended): taken back under this
+  // executor, so Poll and Kill work on them, and returned by cpn job id. An
+  // executor whose jobs die with the agent has none to recover.
+  virtual Result<std::vector<std::string>> Recover() { return std::vector<std::string>{}; }
   // The pool's capacity from the batch system, if it has one to ask.
   virtual std::optional<PoolCapacity> Capacity(const std::string& /*pool_id*/) {
     return std::nullopt;

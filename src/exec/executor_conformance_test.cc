@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <filesystem>
@@ -148,6 +149,23 @@ TEST_P(ExecutorConformance, KillStopsARunningJob) {
   EXPECT_EQ(Slurp(spec.log_path).find("never"), std::string::npos);
 }
 
+// A job past its time limit is stopped and says TIMEOUT. Run against the
+// local executor; Slurm enforces limits in whole minutes on a 30-second
+// timer, so against Slurm the limit is checked where it is handed over
+// (TheTimeLimitReachesSlurm) and the TIMEOUT state in Poll's mapping.
+TEST(LocalExecutor, ATimeLimitStopsTheJobWithTimeout) {
+  auto h = Local();
+  std::string dir = TempDir();
+  ExecSpec spec = Spec("job-00000000c0f7", "echo started; sleep 60; echo never", dir);
+  spec.time_limit_s = 1;
+  ASSERT_TRUE(h->executor->Start(spec).ok());
+  ExecResult r = WaitFor(*h, spec.job_id);
+  EXPECT_TRUE(r.finished);
+  EXPECT_EQ(r.detail, "TIMEOUT");
+  EXPECT_TRUE(r.signaled);
+  EXPECT_EQ(Slurp(spec.log_path).find("never"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Executors, ExecutorConformance,
                          ::testing::Values(std::make_pair("local", Factory(Local)),
                                            std::make_pair("slurm", Factory(Slurm))),
@@ -189,6 +207,47 @@ TEST(SlurmExecutor, WhatSlurmRefusesIsAClearError) {
       << s.message();
   spec.pool_id = "cpn:cn.xx/none/none/p";
   EXPECT_EQ(h->executor->Start(spec).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(SlurmExecutor, TheTimeLimitReachesSlurm) {
+  auto h = Slurm();
+  auto* slurm = static_cast<SlurmExecutor*>(h->executor.get());
+  std::string dir = TempDir();
+  ExecSpec spec = Spec("job-00000000c0f8", "sleep 30", dir);
+  spec.time_limit_s = 90;
+  ASSERT_TRUE(h->executor->Start(spec).ok());
+  auto shown = h->runner.Run({"scontrol", "show", "job", "-o", slurm->SlurmId(spec.job_id)});
+  ASSERT_TRUE(shown.ok());
+  // 90 s, in Slurm's whole minutes.
+  EXPECT_NE(shown->out.find("TimeLimit=00:02:00"), std::string::npos) << shown->out;
+  ASSERT_TRUE(h->executor->Kill(spec.job_id).ok());
+  WaitFor(*h, spec.job_id);
+}
+
+// An agent restarted while its jobs sit in Slurm takes them back: a new
+// executor finds the job by its name and can follow and cancel it.
+TEST(SlurmExecutor, ARestartedExecutorRecoversItsJobs) {
+  auto first = Slurm();
+  std::string dir = TempDir();
+  ExecSpec spec = Spec("job-00000000c0f9", "echo started; sleep 60", dir);
+  ASSERT_TRUE(first->executor->Start(spec).ok());
+  const std::string slurm_id =
+      static_cast<SlurmExecutor*>(first->executor.get())->SlurmId(spec.job_id);
+  first.reset();  // the agent is gone; the job is not
+  auto second = Slurm();
+  EXPECT_EQ(second->executor->Poll(spec.job_id).status().code(), StatusCode::kNotFound);
+  auto found = second->executor->Recover();
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_NE(std::find(found->begin(), found->end(), spec.job_id), found->end());
+  auto* slurm = static_cast<SlurmExecutor*>(second->executor.get());
+  EXPECT_EQ(slurm->SlurmId(spec.job_id), slurm_id);
+  auto again = second->executor->Recover();  // nothing new the second time
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(std::find(again->begin(), again->end(), spec.job_id), again->end());
+  EXPECT_FALSE(second->executor->Poll(spec.job_id)->finished);
+  ASSERT_TRUE(second->executor->Kill(spec.job_id).ok());
+  ExecResult r = WaitFor(*second, spec.job_id);
+  EXPECT_EQ(r.detail, "CANCELLED");
 }
 
 TEST(SlurmExecutor, CapacityComesFromSlurm) {

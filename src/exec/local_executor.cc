@@ -69,7 +69,10 @@ Status LocalExecutor::Start(const ExecSpec& spec) {
   }
   ::close(log_fd);
   if (devnull >= 0) ::close(devnull);
-  children_[spec.job_id] = Child{pid, 0, false, {}};
+  Child child;
+  child.pid = pid;
+  if (spec.time_limit_s > 0) child.deadline_ms = clock_.NowMs() + spec.time_limit_s * 1000;
+  children_[spec.job_id] = child;
   return Status::Ok();
 }
 
@@ -90,9 +93,17 @@ Result<ExecResult> LocalExecutor::Poll(const std::string& job_id) {
       c.result.signal = WTERMSIG(status);
       c.result.exit_code = 128 + c.result.signal;
     }
+    if (c.timed_out) c.result.detail = "TIMEOUT";
     // Reap anything the job left behind in its group.
     ::kill(-c.pid, SIGKILL);
     return c.result;
+  }
+  if (c.deadline_ms > 0 && !c.timed_out && clock_.NowMs() >= c.deadline_ms) {
+    c.timed_out = true;
+    if (c.term_sent_ms == 0) {
+      c.term_sent_ms = clock_.NowMs();
+      ::kill(-c.pid, SIGTERM);
+    }
   }
   if (c.term_sent_ms > 0 && clock_.NowMs() - c.term_sent_ms > kill_grace_ms_) {
     ::kill(-c.pid, SIGKILL);

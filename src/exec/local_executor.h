@@ -4,7 +4,8 @@
 // process it started), with the job's environment added to a small inherited
 // base (PATH, HOME, LANG), in its working directory, with stdout and stderr
 // appended to the job's log file. Kill sends SIGTERM to the group and SIGKILL
-// after `kill_grace_ms`. Not thread-safe: one agent thread drives it.
+// after `kill_grace_ms`; a job past its time limit is stopped the same way and
+// ends with detail "TIMEOUT". Not thread-safe: one agent thread drives it.
 #pragma once
 
 #include <sys/types.h>
@@ -30,6 +31,8 @@ class LocalExecutor final : public Executor {
   struct Child {
     pid_t pid = 0;
     int64_t term_sent_ms = 0;
+    int64_t deadline_ms = 0;  // 0: no time limit
+    bool timed_out = false;
     bool finished = false;
     ExecResult result;
   };

@@ -111,6 +111,10 @@ Status SlurmExecutor::Start(const ExecSpec& spec) {
                                    "--output=" + spec.log_path,
                                    "--chdir=" + spec.workdir};
   if (spec.cards > 0) argv.push_back(fmt::format("--gres={}:{}", gres_, spec.cards));
+  if (spec.time_limit_s > 0) {
+    // minutes:seconds; Slurm rounds up to its own granularity.
+    argv.push_back(fmt::format("--time={}:{:02}", spec.time_limit_s / 60, spec.time_limit_s % 60));
+  }
   argv.push_back(script_path);
   auto r = run_.Run(argv);
   if (!r.ok()) return r.status();
@@ -156,6 +160,26 @@ Result<ExecResult> SlurmExecutor::Poll(const std::string& job_id) {
   state = state.substr(0, state.find(' '));  // "CANCELLED by 0"
   if (!IsFinal(state)) return ExecResult{};
   return Finished(state, line.substr(bar + 1));
+}
+
+Result<std::vector<std::string>> SlurmExecutor::Recover() {
+  auto r = run_.Run({"squeue", "-h", "-o", "%i|%j"});
+  if (!r.ok()) return r.status();
+  if (r->exit_code != 0) return Unavailable("squeue: " + Trim(r->err));
+  std::vector<std::string> found;
+  std::stringstream lines(r->out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    line = Trim(line);
+    size_t bar = line.find('|');
+    if (bar == std::string::npos || line.compare(bar + 1, 4, "cpn-") != 0) continue;
+    std::string slurm_id = line.substr(0, bar);
+    std::string job_id = line.substr(bar + 5);
+    if (slurm_id.empty() || job_id.empty() || slurm_ids_.count(job_id)) continue;
+    slurm_ids_[job_id] = slurm_id;
+    found.push_back(job_id);
+  }
+  return found;
 }
 
 Status SlurmExecutor::Kill(const std::string& job_id) {

@@ -8,7 +8,9 @@
 // controller has forgotten it); Kill is `scancel`. What sbatch refuses (an
 // unknown partition, more GPUs than a node has) comes back as an error with
 // Slurm's own words. Capacity reads the partition's nodes, GPUs and GPUs in
-// use from `sinfo`, so the telemetry the platform senses is Slurm's.
+// use from `sinfo`, so the telemetry the platform senses is Slurm's. A job's
+// time limit becomes `--time`; Recover finds the jobs an earlier agent
+// submitted, by their name, after a restart.
 // Talks to Slurm only through a CommandRunner.
 #pragma once
 
@@ -37,6 +39,9 @@ class SlurmExecutor final : public Executor {
   Status Kill(const std::string& job_id) override;
   bool manages_devices() const override { return true; }
   std::optional<PoolCapacity> Capacity(const std::string& pool_id) override;
+  // Finds the controller's jobs named cpn-<job id> (squeue), so a restarted
+  // agent follows the jobs it submitted instead of losing them.
+  Result<std::vector<std::string>> Recover() override;
 
   Result<SlurmPartition> Partition(const std::string& name);
   // The Slurm job id of a cpn job this executor started, or "".
