@@ -4,7 +4,8 @@
 set -euo pipefail
 PACKAGES=(g++ cmake pkg-config ninja-build ccache curl
   libboost-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libglpk-dev libxxhash-dev libzstd-dev libssl-dev openssl)
+  libgtest-dev libgmock-dev libbenchmark-dev libglpk-dev libxxhash-dev libzstd-dev libssl-dev openssl
+  clang libclang-rt-14-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -353,6 +353,69 @@ TEST(Integration, HostileHttpIsRefusedAndTheServerKeepsServing) {
   auto health = client->Send("GET", "/healthz");
   ASSERT_TRUE(health.ok());
   EXPECT_EQ(health->status, 200);
+
+  // Hostile bodies: each a 400 in the one error shape, saying what is wrong.
+  auto refused = [&](const std::string& body, const std::string& words) {
+    auto r = client->Send("POST", "/v1/jobs", body);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 400) << body.substr(0, 80) << " -> " << r->body;
+    Json j = Json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(j.is_object() && j.contains("error")) << r->body;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(words), std::string::npos) << r->body;
+  };
+  refused(std::string(100'000, '[') + std::string(100'000, ']'), "nested deeper than 64");
+  refused("{\"name\":\"caf\xc3\x28\"}", "malformed JSON");  // invalid UTF-8
+  refused("{\"name\":\"\xff\xfe\"}", "malformed JSON");
+  refused("{\"work\":{\"fp16_eflop\":1e309}}", "out of range");  // used to drop the connection
+  const std::string job_prefix =
+      R"({"name":"x","tenant":"t","work":{"fp16_eflop":1},"dataset":{"site":")" +
+      std::string(kBeijing) + R"(","size_gb":1},"run":{"command":"true"},)";
+  refused(job_prefix + R"("resources":{"cards":18446744073709551616}})",
+          "cards: expected an integer");
+  refused(job_prefix + R"("resources":{"cards":9223372036854775807}})", "cards");
+  refused(job_prefix + R"("resources":{"cards":-1}})", "cards");
+  refused(job_prefix + R"("resources":{"cards":1},"budget_cny":-1e300})", "budget_cny");
+  refused(job_prefix + R"("resources":{"cards":1},"priority":-9223372036854775809})", "priority");
+  // Invalid UTF-8 and traversal in ids and paths: refused, and the reply is
+  // still valid JSON (the bytes are replaced, never echoed raw).
+  for (const std::string target :
+       {"/v1/jobs/\xff\xfe", "/v1/sites/\xff/x/y", "/v1/jobs/../../etc/passwd",
+        "/v1/sites/cn.nx/..%2f..%2fetc/passwd",
+        "/v1/jobs/job-000000000001/logs?offset=99999999999999999999"}) {
+    std::string raw = RawExchange(
+        net.port(), "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_NE(raw.find("HTTP/1.1 4"), std::string::npos) << target << ": " << raw.substr(0, 200);
+    size_t body_at = raw.find("\r\n\r\n");
+    ASSERT_NE(body_at, std::string::npos) << raw;
+    EXPECT_FALSE(Json::parse(raw.substr(body_at + 4), nullptr, false).is_discarded()) << raw;
+  }
+
+  // Slow clients (slowloris): 200 connections that send half a request
+  // line and stall hold no thread; other clients are served meanwhile.
+  std::vector<int> slow;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(net.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string part = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    ASSERT_EQ(::write(fd, part.data(), part.size()), static_cast<ssize_t>(part.size()));
+    slow.push_back(fd);
+  }
+  double worst_ms = 0;
+  for (int i = 0; i < 50; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = client->Send("GET", "/v1/jobs?limit=5");
+    worst_ms = std::max(
+        worst_ms,
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200);
+  }
+  std::printf("with 200 stalled clients: 50 requests served, slowest %.1f ms\n", worst_ms);
+  for (int fd : slow) ::close(fd);
   CommandResult down = RunShell(std::string(CPN_BINARY) + " jobs --server http://127.0.0.1:1");
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.out.find("cannot reach cpn server"), std::string::npos);

@@ -1,12 +1,15 @@
 // Plain HTTP request and response values shared by the server, the client and
 // the API router. They carry no Boost types, so code that handles requests
 // (the API, tests) never includes Beast or Asio; only http_server.cc and
-// http_client.cc do.
+// http_client.cc do (and http_parse.cc, for the parser alone).
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+
+#include "src/core/status.h"
 
 namespace cpn::net {
 
@@ -34,6 +37,13 @@ struct HttpResponse {
   // client asked to wait; the server calls it again until then.
   int64_t wait_up_to_ms = 0;
 };
+
+// Parses one complete HTTP/1.1 request from `wire` exactly as the server
+// reads requests off a connection (16 KiB of headers, `max_body_bytes` of
+// body): the request, or why it would be refused — ResourceExhausted for a
+// header or body over its limit, InvalidArgument for anything malformed or
+// incomplete. For tests and fuzzing of the server's input path.
+Result<HttpRequest> ParseHttpRequest(std::string_view wire, uint64_t max_body_bytes = 1 << 20);
 
 // Splits "/v1/jobs?limit=5&state=running" into path and decoded query params.
 std::string PathOf(const std::string& target);

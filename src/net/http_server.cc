@@ -11,6 +11,8 @@
 #include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
 #include <vector>
 
+#include "src/net/http_beast.h"
+
 namespace cpn::net {
 
 namespace asio = boost::asio;
@@ -61,7 +63,7 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
   }
   for (;;) {
     http::request_parser<http::string_body> parser;
-    parser.header_limit(16 * 1024);
+    parser.header_limit(kHeaderLimitBytes);
     parser.body_limit(impl->options.max_body_bytes);
     stream.expires_after(std::chrono::seconds(impl->options.read_timeout_s));
     beast::error_code ec;
@@ -89,17 +91,9 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
       }
       break;
     }
-    auto& msg = parser.get();
-    HttpRequest req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    for (const auto& field : msg) {
-      std::string name(field.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      req.headers[name] = std::string(field.value());
-    }
-    req.body = std::move(msg.body());
-    req.peer = peer;
+    const unsigned version = parser.get().version();
+    const bool keep_alive_asked = parser.get().keep_alive();
+    HttpRequest req = FromBeast(parser.release(), peer);
     HttpResponse resp = impl->handler(req);
     auto start = std::chrono::steady_clock::now();
     while (resp.wait_up_to_ms > 0) {
@@ -115,8 +109,8 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       resp = impl->handler(req);
     }
-    bool keep_alive = msg.keep_alive();
-    auto res = ToBeast(resp, msg.version(), keep_alive);
+    bool keep_alive = keep_alive_asked;
+    auto res = ToBeast(resp, version, keep_alive);
     stream.expires_after(std::chrono::seconds(impl->options.read_timeout_s));
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !keep_alive) break;

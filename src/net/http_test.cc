@@ -68,5 +68,40 @@ TEST(HttpClientTest, AConnectionTheServerDroppedIsReplaced) {
   EXPECT_NE(refused.status().message().find("127.0.0.1:1"), std::string::npos);
 }
 
+TEST(ParseHttpRequest, ReadsWhatTheServerReadsAndRefusesTheRest) {
+  auto ok = ParseHttpRequest(
+      "POST /v1/jobs?x=1 HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+      "Content-Length: 2\r\n\r\n{}");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->method, "POST");
+  EXPECT_EQ(ok->target, "/v1/jobs?x=1");
+  EXPECT_EQ(ok->Header("content-type"), "application/json");
+  EXPECT_EQ(ok->body, "{}");
+  auto chunked =
+      ParseHttpRequest("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n");
+  ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+  EXPECT_EQ(chunked->body, "{}");
+  EXPECT_EQ(ParseHttpRequest("BLAH\r\n\r\n").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseHttpRequest("GET / HTTP/1.1\r\nX: " + std::string(20'000, 'a') + "\r\n\r\n")
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(ParseHttpRequest("POST / HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 1 << 20)
+                .status()
+                .code(),
+            StatusCode::kResourceExhausted);
+}
+
+// Found by fuzz_http_api: a chunked body whose last chunk lacks its final
+// CRLF tripped an assertion inside Beast 1.74 (and so could abort a server
+// built with assertions). It is an incomplete request, nothing more.
+TEST(ParseHttpRequest, RegressionFinalChunkWithoutCrlfIsIncomplete) {
+  auto r = ParseHttpRequest(
+      "GPOST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n0\r\n");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("incomplete"), std::string::npos) << r.status().ToString();
+}
+
 }  // namespace
 }  // namespace cpn::net
