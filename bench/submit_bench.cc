@@ -96,7 +96,11 @@ int main(int argc, char** argv) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   auto server = cli::Spawn(
-      {CPN_BINARY, "server", "--port", "0", "--port-file", dir + "/port", "--db", dir + "/cpn.db"},
+      // Authentication on, as in production: every submission carries a
+      // tenant's token and is checked; no rate limit, since the figure is
+      // the platform's own ceiling.
+      {CPN_BINARY, "server", "--port", "0", "--port-file", dir + "/port", "--db", dir + "/cpn.db",
+       "--rate-limit-rps", "0"},
       dir + "/server.log");
   if (!server.ok()) {
     std::fprintf(stderr, "%s\n", server.status().ToString().c_str());
@@ -115,6 +119,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot start the cpn server (see %s/server.log)\n", dir.c_str());
     return 1;
   }
+  std::string operator_token;
+  std::getline(std::ifstream(dir + "/cpn.db.operator-token"), operator_token);
+  client->set_bearer_token(operator_token);
+  auto issued =
+      client->Send("POST", "/v1/tokens",
+                   Json{{"role", "tenant"}, {"subject", "bench"}, {"user", "bench"}}.dump());
+  if (!issued.ok() || issued->status != 201) {
+    std::fprintf(stderr, "cannot issue the tenant's token\n");
+    return 1;
+  }
+  net::HttpClient tenant = *client;
+  tenant.set_bearer_token(Json::parse(issued->body)["token"].get<std::string>());
   const Site* zw = topo->FindSite("cpn:cn.nx/zwcloud/zw-01");
   auto reg = client->Send("POST", "/v1/sites", SiteToJson(*zw).dump());
   if (!reg.ok() || reg->status != 200) {
@@ -134,6 +150,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop{false};
   std::thread agent([&] {
     auto http = net::HttpClient::Create(url);
+    http->set_bearer_token(operator_token);
     while (!stop) {
       (void)http->Send("POST", "/v1/sites/cn.nx/zwcloud/zw-01/heartbeat", "{}");
       std::this_thread::sleep_for(std::chrono::milliseconds(1000));
@@ -141,7 +158,7 @@ int main(int argc, char** argv) {
   });
   // One kept-alive connection per client, as a long-running client or
   // portal holds.
-  std::vector<net::HttpClient> connections(static_cast<size_t>(clients) * 2, *client);
+  std::vector<net::HttpClient> connections(static_cast<size_t>(clients) * 2, tenant);
   auto submit = [&](int c, int i) {
     net::HttpClient* http = &connections[static_cast<size_t>(c % 1000 + (c >= 1000 ? clients : 0))];
     auto r = http->Send("POST", "/v1/jobs", job, "application/json",

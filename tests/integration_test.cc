@@ -101,6 +101,10 @@ class Network {
     std::vector<std::string> argv = {CPN_BINARY,           "server",      "--port",
                                      std::to_string(port), "--db",        dir_ + "/cpn.db",
                                      "--port-file",        dir_ + "/port"};
+    // Authentication has its own test; elsewhere every caller operates.
+    if (std::find(extra.begin(), extra.end(), "--auth") == extra.end()) {
+      argv.insert(argv.end(), {"--auth", "off"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     extra_ = extra;
     auto pid = cli::Spawn(argv, dir_ + "/logs/server.log");

@@ -16,6 +16,7 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   FieldReader r(doc->root, "");
   double heartbeat_s = 1.0;
   r.String("server", &c.server_url, false);
+  r.String("token_file", &c.token_file, false);
   r.Number("heartbeat_s", &heartbeat_s, 0.05, 600, false);
   r.String("work_dir", &c.work_dir);
   r.String("executor", &c.executor, false);

@@ -31,6 +31,9 @@ struct AgentConfig {
   // this agent checks other sites' transfer services against when it stages
   // data to them (empty: the system's CAs).
   std::string transfer_tls_cert, transfer_tls_key, transfer_tls_ca;
+  // The site's API token (issued for role "site" and this site's id), read
+  // from this file; empty: none (a server with --auth off).
+  std::string token_file;
   Site site;
 };
 

@@ -1,5 +1,6 @@
 #include "src/cli/cli.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -58,6 +59,39 @@ std::string DefaultServer() {
   return env && *env ? env : "http://127.0.0.1:8080";
 }
 
+// The caller's API token: --token-file, else $CPN_TOKEN, else the file named
+// by $CPN_TOKEN_FILE; "" for none.
+std::string g_token_file;
+
+std::string Trimmed(std::string s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+Result<std::string> CliToken() {
+  std::string file = g_token_file;
+  if (file.empty()) {
+    if (const char* env = std::getenv("CPN_TOKEN"); env && *env) return Trimmed(env);
+    if (const char* env = std::getenv("CPN_TOKEN_FILE"); env && *env) file = env;
+  }
+  if (file.empty()) return std::string();
+  auto text = ReadFile(file);
+  if (!text.ok()) return text.status().WithContext("token file");
+  return Trimmed(*text);
+}
+
+// A client for the platform server that sends the caller's token.
+Result<net::HttpClient> ClientFor(const std::string& server, int timeout_ms = 10'000) {
+  auto client = net::HttpClient::Create(server, timeout_ms);
+  if (!client.ok()) return client.status();
+  auto token = CliToken();
+  if (!token.ok()) return token.status();
+  client->set_bearer_token(*token);
+  return client;
+}
+
 Result<std::string> ReadInput(const std::string& path) {
   if (path == "-") {
     std::stringstream ss;
@@ -71,7 +105,7 @@ Result<std::string> ReadInput(const std::string& path) {
 Result<Json> Call(const std::string& server, const std::string& method, const std::string& target,
                   const std::string& body = "",
                   const std::map<std::string, std::string>& headers = {}) {
-  auto client = net::HttpClient::Create(server);
+  auto client = ClientFor(server);
   if (!client.ok()) return client.status();
   auto r = client->Send(method, target, body, "application/json", headers);
   if (!r.ok()) return r.status();
@@ -96,7 +130,34 @@ struct ServerOptions {
   std::string port_file;
   double heartbeat_timeout_s = 15;
   int64_t max_attempts = 3;
+  std::string auth = "on";
+  std::string operator_token_file;  // default: <db>.operator-token
+  double rate_limit_rps = 100, rate_limit_burst = 200;
 };
+
+// Makes sure an operator can get in: keeps the token in `path` if it is
+// still valid, else issues one and writes it there (mode 0600).
+Status EnsureOperatorToken(Authenticator& auth, const std::string& path) {
+  if (auto text = ReadFile(path); text.ok()) {
+    auto p = auth.Verify("Bearer " + Trimmed(*text));
+    if (p.ok() && p->role == Role::kOperator) return Status::Ok();
+  }
+  auto issued = auth.Issue(Role::kOperator, "", "root", 0);
+  if (!issued.ok()) return issued.status();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << issued->secret << "\n";
+    if (!out.good()) return FailedPrecondition("cannot write " + tmp);
+  }
+  std::filesystem::permissions(
+      tmp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return FailedPrecondition("cannot write " + path + ": " + ec.message());
+  spdlog::info("issued an operator token ({}) into {}", issued->record.id, path);
+  return Status::Ok();
+}
 
 int RunServer(const ServerOptions& o) {
   auto catalog = Catalog::LoadDefault();
@@ -117,7 +178,19 @@ int RunServer(const ServerOptions& o) {
   popts.heartbeat_timeout_ms = static_cast<int64_t>(o.heartbeat_timeout_s * 1000);
   popts.max_attempts = o.max_attempts;
   Platform platform(**store, clock, *catalog, *network, new_id, popts);
-  Api api(platform);
+  if (o.auth != "on" && o.auth != "off") {
+    return Fail(InvalidArgument("--auth: expected on or off, got '" + o.auth + "'"));
+  }
+  Authenticator auth(**store, clock, RateLimit{o.rate_limit_rps, o.rate_limit_burst});
+  const std::string token_file =
+      o.operator_token_file.empty() ? o.db + ".operator-token" : o.operator_token_file;
+  if (o.auth == "on") {
+    Status loaded = auth.Load();
+    if (!loaded.ok()) return Fail(loaded);
+    Status ensured = EnsureOperatorToken(auth, token_file);
+    if (!ensured.ok()) return Fail(ensured);
+  }
+  Api api(platform, o.auth == "on" ? &auth : nullptr);
   net::HttpServerOptions hopts;
   hopts.address = o.listen;
   hopts.port = static_cast<uint16_t>(o.port);
@@ -130,8 +203,17 @@ int RunServer(const ServerOptions& o) {
     std::filesystem::rename(tmp, o.port_file);
   }
   spdlog::info("cpn server listening on http://{}:{} (database {})", o.listen, *port, o.db);
+  if (o.auth == "on") {
+    spdlog::info("tokens required; operator token in {} (CPN_TOKEN_FILE={} cpn ...)", token_file,
+                 token_file);
+  } else {
+    spdlog::warn("--auth off: every caller acts as an operator");
+  }
   if (o.listen != "127.0.0.1" && o.listen != "::1") {
-    spdlog::warn("serving plain HTTP on {}: anyone who can reach it can use the API", o.listen);
+    spdlog::warn(
+        "serving plain HTTP on {}: tokens and data cross the network in clear; put "
+        "a TLS-terminating proxy in front",
+        o.listen);
   }
   while (!g_stop) {
     Status s = platform.Tick();
@@ -157,6 +239,11 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
                                                      : DefaultServer();
   auto client = net::HttpClient::Create(server);
   if (!client.ok()) return Fail(client.status());
+  if (!config->token_file.empty()) {
+    auto token = ReadFile(config->token_file);
+    if (!token.ok()) return Fail(token.status().WithContext("token_file"));
+    client->set_bearer_token(Trimmed(*token));
+  }
   SystemClock clock;
   if (!executor_flag.empty()) config->executor = executor_flag;
   std::unique_ptr<Executor> executor;
@@ -226,7 +313,7 @@ Result<TransferPlace> ParseTransferPlace(const std::string& spec, const std::str
     const std::string site = spec.substr(0, colon);
     place.remote = true;
     place.path = spec.substr(colon + 1);
-    auto client = net::HttpClient::Create(server);
+    auto client = ClientFor(server);
     if (!client.ok()) return client.status();
     auto r = client->Send("GET", "/v1/sites/" + site.substr(4));
     if (!r.ok()) return r.status();
@@ -387,6 +474,9 @@ int Main(int argc, char** argv) {
   auto client_cmd = [&](const std::string& name, const std::string& help) {
     CLI::App* c = app.add_subcommand(name, help);
     c->add_option("--server", server, "cpn server address (env CPN_SERVER)")->capture_default_str();
+    c->add_option("--token-file", g_token_file,
+                  "file holding your API token (default: $CPN_TOKEN, or the file named by "
+                  "$CPN_TOKEN_FILE)");
     c->add_flag("--json", as_json, "print the server's JSON instead of a table");
     return c;
   };
@@ -432,6 +522,25 @@ int Main(int argc, char** argv) {
                    "times a job is placed again after its site loses its lease, before it "
                    "fails (default 3)")
       ->check(CLI::Range(int64_t{1}, int64_t{100}));
+  server_cmd
+      ->add_option("--auth", so.auth,
+                   "on: every request needs a token (docs/security.md); off: every caller "
+                   "acts as an operator (tests, one-user setups)")
+      ->capture_default_str();
+  server_cmd->add_option(
+      "--operator-token-file", so.operator_token_file,
+      "where the first operator token is written (default: <db>.operator-token)");
+  server_cmd
+      ->add_option("--rate-limit-rps", so.rate_limit_rps,
+                   "requests per second each tenant or provider token may make "
+                   "(0: unlimited)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e6));
+  server_cmd
+      ->add_option("--rate-limit-burst", so.rate_limit_burst,
+                   "requests a token may make at once before the rate applies")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1e7));
   server_cmd->callback([&] { rc = RunServer(so); });
 
   // agent
@@ -923,6 +1032,116 @@ int Main(int argc, char** argv) {
     std::cout << t.Render();
   });
 
+  // token create | list | revoke
+  CLI::App* token_cmd = app.add_subcommand("token", "issue, list and revoke API tokens");
+  token_cmd->require_subcommand(1);
+  std::string tok_role, tok_subject, tok_user, tok_id, tok_out;
+  double tok_ttl_h = 0;
+  auto token_sub = [&](const std::string& name, const std::string& help) {
+    CLI::App* c = token_cmd->add_subcommand(name, help);
+    c->add_option("--server", server, "cpn server address (env CPN_SERVER)")->capture_default_str();
+    c->add_option("--token-file", g_token_file, "file holding your own API token");
+    c->add_flag("--json", as_json, "print the server's JSON instead of a table");
+    return c;
+  };
+  CLI::App* tok_create =
+      token_sub("create",
+                "issue a token (shown once): operators issue any; tenants for their users; "
+                "providers for themselves and their sites");
+  tok_create->add_option("--role", tok_role, "operator, provider, tenant or site")->required();
+  tok_create->add_option("--subject", tok_subject,
+                         "the provider id, tenant name or site id the token acts as");
+  tok_create->add_option("--user", tok_user, "who holds it (a person or a service)");
+  tok_create->add_option("--ttl-h", tok_ttl_h, "hours until it expires (0: never)")
+      ->check(CLI::Range(0.0, 24.0 * 3650));
+  tok_create->add_option("--out", tok_out,
+                         "write the token to this file (mode 0600) instead of printing it");
+  tok_create->callback([&] {
+    Json body{
+        {"role", tok_role}, {"subject", tok_subject}, {"user", tok_user}, {"ttl_h", tok_ttl_h}};
+    const bool json = as_json;
+    as_json = false;
+    auto r = Fetch("POST", "/v1/tokens", body.dump());
+    if (!r) return;
+    const std::string secret = (*r)["token"];
+    if (!tok_out.empty()) {
+      {
+        std::ofstream out(tok_out, std::ios::trunc);
+        out << secret << "\n";
+        if (!out.good()) {
+          rc = Fail(FailedPrecondition("cannot write " + tok_out));
+          return;
+        }
+      }
+      std::filesystem::permissions(
+          tok_out, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+      r->erase("token");
+    }
+    if (json) {
+      std::cout << r->dump(2) << "\n";
+      return;
+    }
+    std::cout << fmt::format("{}  {} {}{}\n", (*r)["id"].get<std::string>(), tok_role, tok_subject,
+                             tok_user.empty() ? "" : "/" + tok_user);
+    if (tok_out.empty()) {
+      std::cout << secret << "\n(shown only now: the platform keeps only its hash)\n";
+    } else {
+      std::cout << "written to " << tok_out << "\n";
+    }
+  });
+  CLI::App* tok_list = token_sub("list", "tokens you may see (never their secrets)");
+  tok_list->callback([&] {
+    auto r = Fetch("GET", "/v1/tokens");
+    if (!r) return;
+    Table t({"ID", "ROLE", "SUBJECT", "USER", "CREATED", "EXPIRES", "STATE"});
+    for (const auto& k : (*r)["tokens"]) {
+      auto when = [](const Json& ms) {
+        return ms.is_number()
+                   ? fmt::format("{:%Y-%m-%d %H:%M}",
+                                 fmt::gmtime(static_cast<std::time_t>(ms.get<int64_t>() / 1000)))
+                   : std::string("-");
+      };
+      t.Add({k["id"], k["role"], k["subject"].get<std::string>().empty() ? "-" : k["subject"],
+             k["user"].get<std::string>().empty() ? "-" : k["user"], when(k["created_ms"]),
+             when(k.value("expires_ms", Json())), k.contains("revoked_ms") ? "revoked" : "live"});
+    }
+    std::cout << t.Render();
+  });
+  CLI::App* tok_revoke = token_sub("revoke", "revoke a token at once");
+  tok_revoke->add_option("ID", tok_id, "token id (tok-...)")->required();
+  tok_revoke->callback([&] {
+    auto r = Fetch("DELETE", "/v1/tokens/" + net::UrlEncode(tok_id));
+    if (!r) return;
+    std::cout << tok_id << "  revoked\n";
+  });
+
+  // audit
+  std::string audit_principal, audit_action, audit_object;
+  int64_t audit_after = 0, audit_limit = 100;
+  CLI::App* audit_cmd = client_cmd("audit", "read the audit log (operators)");
+  audit_cmd->add_option("--principal", audit_principal, "only this principal (role:subject/user)");
+  audit_cmd->add_option("--action", audit_action, "only this action (job.submit, site.drain, ...)");
+  audit_cmd->add_option("--object", audit_object, "only this object id");
+  audit_cmd->add_option("--after", audit_after, "lines after this sequence number");
+  audit_cmd->add_option("--limit", audit_limit, "at most this many lines")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  audit_cmd->callback([&] {
+    std::string q = fmt::format("/v1/audit?after={}&limit={}", audit_after, audit_limit);
+    if (!audit_principal.empty()) q += "&principal=" + net::UrlEncode(audit_principal);
+    if (!audit_action.empty()) q += "&action=" + net::UrlEncode(audit_action);
+    if (!audit_object.empty()) q += "&object=" + net::UrlEncode(audit_object);
+    auto r = Fetch("GET", q);
+    if (!r) return;
+    Table t({"SEQ", "TIME (UTC)", "PRINCIPAL", "ACTION", "OBJECT", "FROM", "OUTCOME", "RULE"});
+    for (const auto& a : (*r)["audit"]) {
+      t.Add({std::to_string(a["seq"].get<int64_t>()),
+             fmt::format("{:%Y-%m-%d %H:%M:%S}",
+                         fmt::gmtime(static_cast<std::time_t>(a["time_ms"].get<int64_t>() / 1000))),
+             a["principal"], a["action"], a["object"], a["peer"], a["outcome"], a["detail"]});
+    }
+    std::cout << t.Render();
+  });
+
   // resources
   std::string r_acc, r_area, r_sw, r_jur;
   double r_max_price = -1;
@@ -1157,9 +1376,10 @@ int Main(int argc, char** argv) {
   logs_cmd->add_option("--server", server, "cpn server address (env CPN_SERVER)")
       ->capture_default_str();
   logs_cmd->add_option("ID", logs_id, "job id")->required();
+  logs_cmd->add_option("--token-file", g_token_file, "file holding your API token");
   logs_cmd->add_flag("-f,--follow", follow, "keep printing until the job ends");
   logs_cmd->callback([&] {
-    auto client = net::HttpClient::Create(server, 40'000);
+    auto client = ClientFor(server, 40'000);
     if (!client.ok()) {
       rc = Fail(client.status());
       return;

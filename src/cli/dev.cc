@@ -112,19 +112,55 @@ int RunDev(const DevOptions& o) {
     return 1;
   }
   std::string url = "http://127.0.0.1:" + port_text;
-  std::cout << fmt::format("  server   {}  (log {}/logs/server.log)\n", url, dir);
+  std::cout << fmt::format(
+      "  server   {}  (log {}/logs/server.log; plain HTTP on loopback only, tokens required)\n",
+      url, dir);
+  // The server wrote its first operator token before it listened. cpn dev
+  // acts as the operator: it issues each site's agent its own token and a
+  // token for one tenant's user, to show the roles.
+  const std::string operator_token_file = dir + "/cpn.db.operator-token";
+  auto operator_token = ReadFile(operator_token_file);
+  if (!operator_token.ok()) {
+    std::cerr << "error: " << operator_token.status().message() << "\n";
+    return 1;
+  }
+  auto client = net::HttpClient::Create(url);
+  client->set_bearer_token(operator_token->substr(0, operator_token->find('\n')));
+  auto issue = [&](const std::string& role, const std::string& subject, const std::string& user,
+                   const std::string& path) -> Status {
+    Json body{{"role", role}, {"subject", subject}, {"user", user}};
+    auto r = client->Send("POST", "/v1/tokens", body.dump());
+    if (!r.ok()) return r.status();
+    if (r->status != 201) return Internal("issuing a token for " + subject + ": " + r->body);
+    std::ofstream(path, std::ios::trunc)
+        << Json::parse(r->body)["token"].get<std::string>() << "\n";
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+    return Status::Ok();
+  };
+  const std::string tenant_token_file = dir + "/tenant-bj-health.token";
+  s = issue("tenant", "bj-health", "demo", tenant_token_file);
+  if (!s.ok()) {
+    std::cerr << "error: " << s.message() << "\n";
+    return 1;
+  }
 
   for (const Site& site : topo->sites()) {
     std::string name = site.id.substr(site.id.rfind('/') + 1);
     std::string cfg = dir + "/sites/" + name + ".toml";
-    std::ofstream(cfg) << AgentConfigToToml(site, url, dir + "/work/" + name, 500);
+    const std::string token_file = dir + "/sites/" + name + ".token";
+    s = issue("site", site.id, "agent", token_file);
+    if (!s.ok()) {
+      std::cerr << "error: " << s.message() << "\n";
+      return 1;
+    }
+    std::ofstream(cfg) << fmt::format("token_file = \"{}\"\n", token_file)
+                       << AgentConfigToToml(site, url, dir + "/work/" + name, 500);
     s = net.Add({self, "agent", "--config", cfg}, dir + "/logs/agent-" + name + ".log");
     if (!s.ok()) {
       std::cerr << "error: " << s.message() << "\n";
       return 1;
     }
   }
-  auto client = net::HttpClient::Create(url);
   size_t registered = 0;
   for (int i = 0; i < 400 && registered < topo->sites().size() && !g_stop; ++i) {
     auto sites = Get(*client, "/v1/sites");
@@ -241,13 +277,14 @@ int RunDev(const DevOptions& o) {
   std::cout << fmt::format(
       "\nThe network keeps running. Try:\n"
       "  export CPN_SERVER={}\n"
+      "  export CPN_TOKEN_FILE={}   # the operator; or {} (tenant bj-health)\n"
       "  {} sites\n"
       "  {} resources --accelerator ascend-910b\n"
       "  {} quote {}/jobs/demo/1-seed-bj-health-ct-train.json\n"
       "  {} jobs\n"
-      "  curl {}/metrics\n"
+      "  curl -H \"Authorization: Bearer $(cat $CPN_TOKEN_FILE)\" {}/metrics\n"
       "Press Ctrl-C to stop.\n",
-      url, self, self, self, *data_dir, self, url);
+      url, operator_token_file, tenant_token_file, self, self, self, *data_dir, self, url);
   while (!g_stop) Sleep(200);
   std::cout << "stopping...\n";
   net.StopAll();

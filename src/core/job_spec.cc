@@ -67,8 +67,6 @@ Result<Residency> ParseResidency(std::string_view t) {
       fmt::format("unknown residency '{}' (expected anywhere, country, province or site)", t));
 }
 
-namespace {
-
 bool IsValidName(const std::string& s) {
   if (s.empty() || s.size() > 128) return false;
   for (char c : s) {
@@ -78,6 +76,8 @@ bool IsValidName(const std::string& s) {
   }
   return true;
 }
+
+namespace {
 
 bool IsValidEnvName(const std::string& s) {
   if (s.empty() || s.size() > 128 || (s[0] >= '0' && s[0] <= '9')) return false;

@@ -75,6 +75,9 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog,
                                 const std::string& path = "job");
 Json JobSpecToJson(const JobSpec& s);
 
+// A job or tenant name: 1-128 characters of [A-Za-z0-9._-].
+bool IsValidName(const std::string& s);
+
 // A relative path that stays below its root: no leading '/', no empty, '.'
 // or '..' parts, at most 1024 characters.
 bool IsSafeRelativePath(const std::string& path);

@@ -48,8 +48,8 @@ Result<Json> ParseJson(const std::string& text, const std::string& what) {
     // Not a syntax error: a number too large for a double ("1e309") is
     // out_of_range. Found by hostile-input testing; it used to escape and
     // drop the connection without an answer.
-    return InvalidArgument(fmt::format("{}: {}", what,
-                                       e.id == 406 ? "a number is out of range" : "unreadable JSON"));
+    return InvalidArgument(
+        fmt::format("{}: {}", what, e.id == 406 ? "a number is out of range" : "unreadable JSON"));
   }
 }
 

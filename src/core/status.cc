@@ -22,6 +22,10 @@ std::string_view StatusCodeName(StatusCode code) {
       return "deadline_exceeded";
     case StatusCode::kInternal:
       return "internal";
+    case StatusCode::kUnauthenticated:
+      return "unauthenticated";
+    case StatusCode::kPermissionDenied:
+      return "permission_denied";
   }
   return "unknown";
 }

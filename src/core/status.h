@@ -27,6 +27,8 @@ enum class StatusCode {
   kUnavailable,
   kDeadlineExceeded,
   kInternal,
+  kUnauthenticated,   // no valid credential
+  kPermissionDenied,  // a valid credential whose role may not do this
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -63,6 +65,12 @@ inline Status ResourceExhausted(std::string m) {
 }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 
 template <typename T>
 class [[nodiscard]] Result {

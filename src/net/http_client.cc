@@ -53,6 +53,7 @@ Result<HttpResponse> HttpClient::Send(const std::string& method, const std::stri
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, host_);
   req.set(http::field::user_agent, "cpn");
+  if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
   for (const auto& [name, value] : headers) req.set(name, value);
   if (!body.empty() || method == "POST" || method == "PUT") {
     req.set(http::field::content_type, content_type);

@@ -29,18 +29,22 @@ class HttpClient {
                             const std::string& content_type = "application/json",
                             const std::map<std::string, std::string>& headers = {}) const;
   const std::string& base_url() const { return base_url_; }
+  // Sent with every request as "Authorization: Bearer <token>"; "" sends none.
+  void set_bearer_token(std::string token) { token_ = std::move(token); }
 
   HttpClient() = default;
   HttpClient(const HttpClient& other)
       : base_url_(other.base_url_),
         host_(other.host_),
         port_(other.port_),
+        token_(other.token_),
         timeout_ms_(other.timeout_ms_) {}
   HttpClient& operator=(const HttpClient& other) {
     if (this != &other) {
       base_url_ = other.base_url_;
       host_ = other.host_;
       port_ = other.port_;
+      token_ = other.token_;
       timeout_ms_ = other.timeout_ms_;
       connection_.reset();
     }
@@ -52,7 +56,7 @@ class HttpClient {
 
  private:
   struct Connection;
-  std::string base_url_, host_, port_;
+  std::string base_url_, host_, port_, token_;
   int timeout_ms_ = 10'000;
   mutable std::shared_ptr<Connection> connection_;
 };

@@ -32,6 +32,10 @@ int HttpStatusFor(StatusCode code) {
       return 504;
     case StatusCode::kInternal:
       return 500;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kPermissionDenied:
+      return 403;
   }
   return 500;
 }
@@ -126,11 +130,70 @@ Json SiteRecordToJson(const SiteRecord& r) {
               {"telemetry", r.telemetry}};
 }
 
+// The provider that owns a site ("cpn:cn.nx/zwcloud" for
+// "cpn:cn.nx/zwcloud/zw-01"); "" if the id is malformed.
+std::string ProviderOf(const std::string& resource_id) {
+  auto id = ParseResourceId(resource_id);
+  return id.ok() ? id->ProviderId() : "";
+}
+
+HttpResponse Denied(const Principal& who, const std::string& what) {
+  return ErrorResponse(PermissionDenied(who.Name() + " may not " + what));
+}
+
+Json TokenToJson(const TokenRecord& t) {
+  Json j{{"id", t.id},
+         {"role", t.role},
+         {"subject", t.subject},
+         {"user", t.user},
+         {"created_ms", t.created_ms}};
+  if (t.expires_ms != 0) j["expires_ms"] = t.expires_ms;
+  if (t.revoked_ms != 0) j["revoked_ms"] = t.revoked_ms;
+  return j;
+}
+
 }  // namespace
 
 HttpResponse Api::Handle(const HttpRequest& req) {
   requests_++;
-  HttpResponse r = Route(req);
+  Principal who;
+  who.role = Role::kOperator;
+  who.user = "unauthenticated";  // --auth off: everyone operates
+  HttpResponse r;
+  bool allowed = true;
+  if (auth_ != nullptr && net::PathOf(req.target) != "/healthz") {
+    auto p = auth_->Verify(req.Header("authorization"));
+    if (!p.ok()) {
+      r = ErrorResponse(p.status());
+      r.headers["WWW-Authenticate"] = "Bearer realm=\"cpn\"";
+      allowed = false;
+    } else {
+      who = *p;
+      if (auto wait_s = auth_->Throttle(who)) {
+        r = ErrorResponse(ResourceExhausted(fmt::format(
+            "token {} is over its request rate; retry in {} s", who.token_id, *wait_s)));
+        r.headers["Retry-After"] = std::to_string(*wait_s);
+        allowed = false;
+      }
+    }
+  }
+  Audit audit;
+  if (allowed) r = Route(req, who, &audit);
+  // Every change, and every change refused for want of permission.
+  if (!audit.action.empty() && !audit.written && (r.status < 300 || r.status == 403)) {
+    AuditRecord a;
+    a.principal = who.Name();
+    a.action = audit.action;
+    a.object = audit.object;
+    a.peer = req.peer;
+    a.outcome = r.status < 300 ? "ok" : "permission_denied";
+    a.detail = r.status < 300 ? audit.rule
+                              : Json::parse(r.body, nullptr, false)
+                                    .value("error", Json::object())
+                                    .value("message", std::string());
+    Status s = platform_.RecordAudit(a);
+    if (!s.ok()) r = ErrorResponse(s);
+  }
   if (r.status >= 500)
     server_errors_++;
   else if (r.status >= 400)
@@ -138,7 +201,14 @@ HttpResponse Api::Handle(const HttpRequest& req) {
   return r;
 }
 
-HttpResponse Api::Route(const HttpRequest& req) {
+HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* audit) {
+  const bool op = who.role == Role::kOperator;
+  // The rule that let a change through, for the audit log.
+  auto allow = [&](std::string action, std::string object, std::string rule) {
+    audit->action = std::move(action);
+    audit->object = std::move(object);
+    audit->rule = std::move(rule);
+  };
   const std::string path = net::PathOf(req.target);
   const auto query = net::QueryOf(req.target);
   const auto parts = SplitPath(path);
@@ -156,6 +226,7 @@ HttpResponse Api::Route(const HttpRequest& req) {
   }
   if (path == "/metrics") {
     if (m != "GET") return method_not_allowed("GET");
+    if (!op) return Denied(who, "read the platform's metrics");
     auto text = platform_.Metrics();
     if (!text.ok()) return ErrorResponse(text.status());
     HttpResponse r;
@@ -205,6 +276,11 @@ HttpResponse Api::Route(const HttpRequest& req) {
       if (m == "POST") {
         auto body = JsonBody(req);
         if (!body.ok()) return ErrorResponse(body.status());
+        const std::string pid = body->is_object() ? body->value("id", std::string()) : "";
+        allow("provider.register", pid, op ? "operator" : "provider registers itself");
+        if (!op && !(who.role == Role::kProvider && pid == who.subject)) {
+          return Denied(who, "register provider " + pid.substr(0, 128));
+        }
         auto p = platform_.RegisterProvider(*body);
         if (!p.ok()) return ErrorResponse(p.status());
         return JsonResponse(200, to_json(*p));
@@ -214,6 +290,8 @@ HttpResponse Api::Route(const HttpRequest& req) {
     if (parts.size() == 4) {
       if (m != "DELETE") return method_not_allowed("DELETE");
       std::string id = "cpn:" + parts[2] + "/" + parts[3];
+      allow("provider.deregister", id, "operator");
+      if (!op) return Denied(who, "deregister providers");
       Status s = platform_.DeregisterProvider(id);
       if (!s.ok()) return ErrorResponse(s);
       return JsonResponse(200, {{"id", id}, {"state", "deregistered"}});
@@ -234,6 +312,16 @@ HttpResponse Api::Route(const HttpRequest& req) {
       if (m == "POST") {
         auto body = JsonBody(req);
         if (!body.ok()) return ErrorResponse(body.status());
+        const std::string sid = body->is_object() ? body->value("id", std::string()) : "";
+        const bool own_site = who.role == Role::kSite && sid == who.subject;
+        const bool own_provider = who.role == Role::kProvider && ProviderOf(sid) == who.subject;
+        allow("site.register", sid,
+              op         ? "operator"
+              : own_site ? "site registers itself"
+                         : "provider owns the site");
+        if (!op && !own_site && !own_provider) {
+          return Denied(who, "register site " + sid.substr(0, 128));
+        }
         auto r = platform_.RegisterSite(*body);
         if (!r.ok()) return ErrorResponse(r.status());
         return JsonResponse(200, SiteRecordToJson(*r));
@@ -243,6 +331,10 @@ HttpResponse Api::Route(const HttpRequest& req) {
     if (parts.size() == 6 && (parts[5] == "drain" || parts[5] == "resume")) {
       if (m != "POST") return method_not_allowed("POST");
       std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
+      allow("site." + parts[5], id, op ? "operator" : "provider owns the site");
+      if (!op && !(who.role == Role::kProvider && ProviderOf(id) == who.subject)) {
+        return Denied(who, parts[5] + " site " + id.substr(0, 128));
+      }
       auto r = platform_.SetDrained(id, parts[5] == "drain");
       if (!r.ok()) return ErrorResponse(r.status());
       return JsonResponse(200, SiteRecordToJson(*r));
@@ -251,6 +343,9 @@ HttpResponse Api::Route(const HttpRequest& req) {
       std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
       if (parts.size() == 6) {
         if (m != "POST") return method_not_allowed("POST");
+        if (!op && !(who.role == Role::kSite && who.subject == id)) {
+          return Denied(who, "send heartbeats for " + id.substr(0, 128));
+        }
         auto body = JsonBody(req);
         if (!body.ok()) return ErrorResponse(body.status());
         auto reply = platform_.Heartbeat(id, *body);
@@ -284,6 +379,10 @@ HttpResponse Api::Route(const HttpRequest& req) {
         return JsonResponse(200, SiteRecordToJson(*r));
       }
       if (m == "DELETE") {
+        allow("site.deregister", id, op ? "operator" : "provider owns the site");
+        if (!op && !(who.role == Role::kProvider && ProviderOf(id) == who.subject)) {
+          return Denied(who, "deregister site " + id.substr(0, 128));
+        }
         Status s = platform_.DeregisterSite(id);
         if (!s.ok()) return ErrorResponse(s);
         return JsonResponse(200, {{"id", id}, {"state", "deregistered"}});
@@ -340,6 +439,41 @@ HttpResponse Api::Route(const HttpRequest& req) {
     return JsonResponse(200, *q);
   }
 
+  if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, parts, who, audit);
+
+  if (parts.size() == 2 && parts[1] == "audit") {
+    if (m != "GET") return method_not_allowed("GET");
+    if (!op) return Denied(who, "read the audit log");
+    Status s = CheckParams(query, {"after", "limit", "principal", "action", "object"});
+    if (!s.ok()) return ErrorResponse(s);
+    auto after = IntParam(query, "after", 0, 0, int64_t{1} << 62);
+    if (!after.ok()) return ErrorResponse(after.status());
+    auto limit = IntParam(query, "limit", 100, 1, 1000);
+    if (!limit.ok()) return ErrorResponse(limit.status());
+    AuditFilter f;
+    f.after_seq = *after;
+    f.limit = *limit;
+    if (query.count("principal")) f.principal = query.at("principal");
+    if (query.count("action")) f.action = query.at("action");
+    if (query.count("object")) f.object = query.at("object");
+    auto lines = platform_.ListAudit(f);
+    if (!lines.ok()) return ErrorResponse(lines.status());
+    Json list = Json::array();
+    for (const auto& a : *lines) {
+      list.push_back({{"seq", a.seq},
+                      {"time_ms", a.time_ms},
+                      {"principal", a.principal},
+                      {"action", a.action},
+                      {"object", a.object},
+                      {"peer", a.peer},
+                      {"outcome", a.outcome},
+                      {"detail", a.detail}});
+    }
+    Json out{{"audit", list}};
+    if (static_cast<int64_t>(lines->size()) == f.limit) out["next_after"] = lines->back().seq;
+    return JsonResponse(200, out);
+  }
+
   if (parts.size() >= 2 && parts[1] == "jobs") {
     if (parts.size() == 2) {
       if (m == "POST") {
@@ -347,8 +481,22 @@ HttpResponse Api::Route(const HttpRequest& req) {
         if (!body.ok()) return ErrorResponse(body.status());
         auto spec = JobSpecFromJson(*body, platform_.catalog());
         if (!spec.ok()) return ErrorResponse(spec.status());
+        allow("job.submit", "", op ? "operator" : "tenant submits its own job");
+        if (!op && who.role != Role::kTenant) return Denied(who, "submit jobs");
+        if (!op && spec->tenant != who.subject) {
+          return Denied(who, "submit jobs for tenant " + spec->tenant +
+                                 " (a tenant token submits for its own tenant: " + who.subject +
+                                 ")");
+        }
+        AuditRecord line;
+        line.principal = who.Name();
+        line.action = audit->action;
+        line.peer = req.peer;
+        line.outcome = "ok";
+        line.detail = audit->rule;
         bool replayed = false;
-        auto job = platform_.Submit(*spec, req.Header("idempotency-key"), &replayed);
+        auto job = platform_.Submit(*spec, req.Header("idempotency-key"), &replayed, &line);
+        audit->written = true;  // with the job, in its transaction (or a replay: nothing new)
         if (!job.ok()) return ErrorResponse(job.status());
         HttpResponse resp = JsonResponse(replayed ? 200 : 201, platform_.JobToJson(*job));
         if (replayed) resp.headers["Idempotent-Replayed"] = "true";
@@ -362,6 +510,11 @@ HttpResponse Api::Route(const HttpRequest& req) {
         JobFilter f;
         f.limit = *limit;
         if (query.count("tenant")) f.tenant = query.at("tenant");
+        if (!op && who.role != Role::kTenant) return Denied(who, "list jobs");
+        if (!op && query.count("tenant") && f.tenant != who.subject) {
+          return JsonResponse(200, {{"jobs", Json::array()}});  // none of theirs is visible
+        }
+        if (!op) f.tenant = who.subject;
         if (query.count("state")) f.state = query.at("state");
         if (query.count("page_token")) f.after_id = query.at("page_token");
         auto jobs = platform_.ListJobs(f);
@@ -375,6 +528,20 @@ HttpResponse Api::Route(const HttpRequest& req) {
       return method_not_allowed("GET, POST");
     }
     const std::string& id = parts[2];
+    const bool agent_report = parts.size() == 4 && (parts[3] == "status" || parts[3] == "staging" ||
+                                                    (parts[3] == "logs" && m == "POST"));
+    if (!op && agent_report && who.role != Role::kSite) {
+      return Denied(who, "send a site's reports");
+    }
+    if (!op && !agent_report && who.role != Role::kTenant) {
+      return Denied(who, "read or cancel jobs");
+    }
+    if (!op && !agent_report) {
+      // Another tenant's job reads exactly as a job that does not exist.
+      auto job = platform_.GetJob(id);
+      if (!job.ok()) return ErrorResponse(job.status());
+      if (job->tenant != who.subject) return ErrorResponse(NotFound("job " + id + " not found"));
+    }
     if (parts.size() == 3) {
       if (m != "GET") return method_not_allowed("GET");
       auto job = platform_.GetJob(id);
@@ -383,6 +550,7 @@ HttpResponse Api::Route(const HttpRequest& req) {
     }
     if (parts.size() == 4 && parts[3] == "cancel") {
       if (m != "POST") return method_not_allowed("POST");
+      allow("job.cancel", id, op ? "operator" : "tenant owns the job");
       auto job = platform_.Cancel(id);
       if (!job.ok()) return ErrorResponse(job.status());
       return JsonResponse(200, platform_.JobToJson(*job));
@@ -413,6 +581,9 @@ HttpResponse Api::Route(const HttpRequest& req) {
       Status s = r.Finish();
       if (!s.ok()) return ErrorResponse(s);
       if (has_exit) rep.exit_code = exit_code;
+      if (!op && rep.site_id != who.subject) {
+        return Denied(who, "report for site " + rep.site_id.substr(0, 128));
+      }
       s = platform_.Report(id, rep);
       if (!s.ok()) return ErrorResponse(s);
       auto job = platform_.GetJob(id);
@@ -435,6 +606,9 @@ HttpResponse Api::Route(const HttpRequest& req) {
       r.Number("seconds", &rep.seconds, 0, 1e9, false);
       Status s = r.Finish();
       if (!s.ok()) return ErrorResponse(s);
+      if (!op && rep.site_id != who.subject) {
+        return Denied(who, "report for site " + rep.site_id.substr(0, 128));
+      }
       s = platform_.ReportStaging(id, rep);
       if (!s.ok()) return ErrorResponse(s);
       auto job = platform_.GetJob(id);
@@ -454,6 +628,9 @@ HttpResponse Api::Route(const HttpRequest& req) {
         if (!offset.ok()) return ErrorResponse(offset.status());
         if (*offset < 0 || !query.count("site")) {
           return ErrorResponse(InvalidArgument("log uploads need ?site=...&offset=N"));
+        }
+        if (!op && query.at("site") != who.subject) {
+          return Denied(who, "upload logs for site " + query.at("site").substr(0, 128));
         }
         auto size = platform_.AppendLog(id, query.at("site"), *offset, req.body);
         if (!size.ok()) return ErrorResponse(size.status());
@@ -492,6 +669,88 @@ HttpResponse Api::Route(const HttpRequest& req) {
     }
   }
   return Error(404, "not_found", "no such endpoint: " + m + " " + path.substr(0, 200));
+}
+
+// /v1/tokens: issue (POST), list (GET), revoke (DELETE /v1/tokens/{id}).
+// Operators issue any token; a tenant issues tokens for users of its own
+// tenant; a provider issues its own and its sites' tokens. Everyone sees and
+// revokes only tokens of subjects they own; others' read as missing.
+HttpResponse Api::Tokens(const HttpRequest& req, const std::vector<std::string>& parts,
+                         const Principal& who, Audit* audit) {
+  const bool op = who.role == Role::kOperator;
+  if (auth_ == nullptr) {
+    return ErrorResponse(
+        FailedPrecondition("this server runs without authentication (--auth off)"));
+  }
+  auto owns = [&](const std::string& role, const std::string& subject) {
+    if (op) return true;
+    if (who.role == Role::kTenant) return role == "tenant" && subject == who.subject;
+    if (who.role == Role::kProvider) {
+      return (role == "provider" && subject == who.subject) ||
+             (role == "site" && ProviderOf(subject) == who.subject);
+    }
+    return false;
+  };
+  if (who.role == Role::kSite) return Denied(who, "manage tokens");
+  if (parts.size() == 2 && req.method == "POST") {
+    auto body = JsonBody(req);
+    if (!body.ok()) return ErrorResponse(body.status());
+    FieldReader r(*body, "token");
+    std::string role_name, subject, user;
+    double ttl_h = 0;
+    r.String("role", &role_name);
+    r.String("subject", &subject, false);
+    r.String("user", &user, false);
+    r.Number("ttl_h", &ttl_h, 0, 24.0 * 3650, false);
+    Status s = r.Finish();
+    if (!s.ok()) return ErrorResponse(s);
+    auto role = ParseRole(role_name);
+    if (!role.ok()) return ErrorResponse(role.status());
+    audit->action = "token.create";
+    audit->object = role_name + ":" + subject;
+    audit->rule = op ? "operator" : "issuer owns the subject";
+    if (!owns(role_name, subject)) {
+      return Denied(who, "issue a " + role_name + " token for '" + subject.substr(0, 128) + "'");
+    }
+    auto issued = auth_->Issue(*role, subject, user, static_cast<int64_t>(ttl_h * 3600 * 1000));
+    if (!issued.ok()) return ErrorResponse(issued.status());
+    audit->object = issued->record.id;
+    Json out = TokenToJson(issued->record);
+    out["token"] = issued->secret;
+    out["note"] = "the token is shown only now; the platform keeps only its hash";
+    return JsonResponse(201, out);
+  }
+  if (parts.size() == 2 && req.method == "GET") {
+    Json list = Json::array();
+    for (const auto& t : auth_->List()) {
+      if (owns(t.role, t.subject)) list.push_back(TokenToJson(t));
+    }
+    return JsonResponse(200, {{"tokens", list}});
+  }
+  if (parts.size() == 3 && req.method == "DELETE") {
+    auto t = auth_->Find(parts[2]);
+    if (!t || !owns(t->role, t->subject)) {
+      return ErrorResponse(NotFound("no token " + parts[2].substr(0, 64)));
+    }
+    audit->action = "token.revoke";
+    audit->object = t->id;
+    audit->rule = op ? "operator" : "issuer owns the subject";
+    Status s = auth_->Revoke(t->id);
+    if (!s.ok()) return ErrorResponse(s);
+    return JsonResponse(200, TokenToJson(*auth_->Find(t->id)));
+  }
+  if (parts.size() == 2) {
+    HttpResponse r = Error(405, "method_not_allowed", req.method + " is not allowed on /v1/tokens");
+    r.headers["Allow"] = "GET, POST";
+    return r;
+  }
+  if (parts.size() == 3) {
+    HttpResponse r =
+        Error(405, "method_not_allowed", req.method + " is not allowed on /v1/tokens/{id}");
+    r.headers["Allow"] = "DELETE";
+    return r;
+  }
+  return Error(404, "not_found", "token paths are /v1/tokens and /v1/tokens/{id}");
 }
 
 }  // namespace cpn

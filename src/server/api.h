@@ -3,27 +3,43 @@
 //
 // Routing, content-type and body checks, query parsing and the one error
 // shape ({"error":{"code","message","status"}}) live here; what the requests
-// mean lives in Platform. No sockets: tests call Handle() directly. Thread-safe
-// (Platform is). See docs/api.md for every endpoint.
+// mean lives in Platform. With an Authenticator, every request but /healthz
+// needs a token, and every endpoint checks the caller's role and ownership
+// (docs/security.md has the matrix): a role that may never do something gets
+// 403; another tenant's job answers 404, exactly as a missing one, so ids
+// leak nothing. Every change, and every refused one, is written to the
+// audit log. Without an Authenticator (cpn server --auth off) every caller
+// acts as an operator. No sockets: tests call Handle() directly.
+// Thread-safe (Platform and Authenticator are). See docs/api.md.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
 #include "src/net/http.h"
+#include "src/server/auth.h"
 #include "src/server/platform.h"
 
 namespace cpn {
 
 class Api {
  public:
-  explicit Api(Platform& platform) : platform_(platform) {}
+  explicit Api(Platform& platform, Authenticator* auth = nullptr)
+      : platform_(platform), auth_(auth) {}
   net::HttpResponse Handle(const net::HttpRequest& req);
 
  private:
-  net::HttpResponse Route(const net::HttpRequest& req);
+  // What a request did, for the audit log: set by Route for every change.
+  struct Audit {
+    std::string action, object, rule;
+    bool written = false;  // Route wrote it with the change itself
+  };
+  net::HttpResponse Route(const net::HttpRequest& req, const Principal& who, Audit* audit);
+  net::HttpResponse Tokens(const net::HttpRequest& req, const std::vector<std::string>& parts,
+                           const Principal& who, Audit* audit);
 
   Platform& platform_;
+  Authenticator* auth_;
   std::atomic<int64_t> requests_{0}, client_errors_{0}, server_errors_{0};
 };
 

@@ -126,16 +126,17 @@ Status Platform::WaitDurable(uint64_t seq) {
   return Status::Ok();
 }
 
-Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events) {
+Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events,
+                                        std::vector<AuditRecord> audit) {
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
-  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events)});
+  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events), std::move(audit)});
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
 }
 
 Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEvent& event) {
-  auto seq = EnqueueLocked(JobWrite{job, false, {event}});
+  auto seq = EnqueueLocked(JobWrite{job, false, {event}, {}});
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
@@ -546,8 +547,21 @@ std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobS
   return std::nullopt;
 }
 
+Status Platform::RecordAudit(AuditRecord record) {
+  record.time_ms = clock_.NowMs();
+  JobWrite w;
+  w.audit.push_back(std::move(record));
+  auto seq = EnqueueLocked(std::move(w));
+  if (!seq.ok()) return seq.status();
+  return WaitDurable(*seq);
+}
+
+Result<std::vector<AuditRecord>> Platform::ListAudit(const AuditFilter& filter) {
+  return store_.ListAudit(filter);
+}
+
 Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idempotency_key,
-                                   bool* replayed) {
+                                   bool* replayed, const AuditRecord* audit) {
   if (replayed != nullptr) *replayed = false;
   if (!idempotency_key.empty()) {
     bool printable =
@@ -600,7 +614,13 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
-  auto seq = CreateLocked(job, std::move(events));
+  std::vector<AuditRecord> audit_lines;
+  if (audit != nullptr) {
+    audit_lines.push_back(*audit);
+    audit_lines.back().time_ms = job.created_ms;
+    audit_lines.back().object = job.id;
+  }
+  auto seq = CreateLocked(job, std::move(events), std::move(audit_lines));
   if (!seq.ok()) return seq.status();
   // Acknowledged once on disk; concurrent submissions share the sync.
   lock.unlock();

@@ -122,8 +122,9 @@ class Platform {
   // fits nowhere is refused with the scheduler's reasons.
   // With an idempotency key, a retry of the same submission (same tenant and
   // key) returns the job the first one created, with *replayed set.
+  // `audit`, if given, is written in the same transaction as the new job.
   Result<JobRecord> Submit(const JobSpec& job, const std::string& idempotency_key = "",
-                           bool* replayed = nullptr);
+                           bool* replayed = nullptr, const AuditRecord* audit = nullptr);
   Result<JobRecord> GetJob(const std::string& id);
   Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
   Result<JobRecord> Cancel(const std::string& id);
@@ -141,6 +142,12 @@ class Platform {
   // that could place a waiting job, a round that proved expensive (over
   // 20 ms) is skipped until twenty times its length has passed.
   Status Tick();
+
+  // Appends to the audit log (durably, in the next group commit); the
+  // record's time is the platform's clock.
+  Status RecordAudit(AuditRecord record);
+  Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter);
+  int64_t NowMs() const { return clock_.NowMs(); }
 
   // Prometheus text exposition of the platform's state.
   Result<std::string> Metrics();
@@ -187,7 +194,8 @@ class Platform {
   // for WaitDurable; UpdateLocked waits for the disk itself (under mu_);
   // QueueUpdateLocked leaves the wait to its caller (a round's many writes
   // share one sync).
-  Result<uint64_t> CreateLocked(const JobRecord& job, std::vector<JobEvent> events);
+  Result<uint64_t> CreateLocked(const JobRecord& job, std::vector<JobEvent> events,
+                                std::vector<AuditRecord> audit = {});
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> EnqueueLocked(JobWrite write);

@@ -103,6 +103,18 @@ CREATE TABLE IF NOT EXISTS job_events (
   seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL, time_ms INTEGER NOT NULL,
   state TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events(job_id, seq);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, subject TEXT NOT NULL,
+  user TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+  revoked_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, principal TEXT NOT NULL,
+  action TEXT NOT NULL, object TEXT NOT NULL, peer TEXT NOT NULL, outcome TEXT NOT NULL,
+  detail TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY (job_id, offset));
@@ -394,10 +406,82 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
   Transaction tx(db_);
   if (!tx.ok()) return Internal(std::string("sqlite begin: ") + sqlite3_errmsg(db_));
   for (const JobWrite& w : writes) {
-    CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create));
+    if (!w.job.id.empty()) CPN_RETURN_IF_ERROR(WriteJobLocked(w.job, w.create));
     for (const JobEvent& event : w.events) CPN_RETURN_IF_ERROR(AppendEventLocked(event));
+    for (const AuditRecord& a : w.audit) {
+      Stmt s(db_,
+             "INSERT INTO audit(time_ms, principal, action, object, peer, outcome, detail) "
+             "VALUES(?1,?2,?3,?4,?5,?6,?7)",
+             stmts_);
+      if (!s.ok()) return s.error();
+      s.Bind(1, a.time_ms);
+      s.Bind(2, a.principal);
+      s.Bind(3, a.action);
+      s.Bind(4, a.object);
+      s.Bind(5, a.peer);
+      s.Bind(6, a.outcome);
+      s.Bind(7, a.detail);
+      if (s.Step() != SQLITE_DONE) return s.error();
+    }
   }
   return tx.Commit();
+}
+
+Status SqliteStore::PutToken(const TokenRecord& t) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "INSERT INTO tokens(id, hash, role, subject, user, created_ms, expires_ms, revoked_ms) "
+         "VALUES(?1,?2,?3,?4,?5,?6,?7,?8) ON CONFLICT(id) DO UPDATE SET revoked_ms=?8, "
+         "expires_ms=?7");
+  if (!s.ok()) return s.error();
+  s.Bind(1, t.id);
+  s.Bind(2, t.hash);
+  s.Bind(3, t.role);
+  s.Bind(4, t.subject);
+  s.Bind(5, t.user);
+  s.Bind(6, t.created_ms);
+  s.Bind(7, t.expires_ms);
+  s.Bind(8, t.revoked_ms);
+  if (s.Step() != SQLITE_DONE) return s.error();
+  return Status::Ok();
+}
+
+Result<std::vector<TokenRecord>> SqliteStore::ListTokens() {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
+         "SELECT id, hash, role, subject, user, created_ms, expires_ms, revoked_ms FROM tokens "
+         "ORDER BY id");
+  if (!s.ok()) return s.error();
+  std::vector<TokenRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(
+        {s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4), s.Int(5), s.Int(6), s.Int(7)});
+  }
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
+Result<std::vector<AuditRecord>> SqliteStore::ListAudit(const AuditFilter& f) {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
+         "SELECT seq, time_ms, principal, action, object, peer, outcome, detail FROM audit "
+         "WHERE seq > ?1 AND (?2 = '' OR principal = ?2) AND (?3 = '' OR action = ?3) AND "
+         "(?4 = '' OR object = ?4) ORDER BY seq LIMIT ?5");
+  if (!s.ok()) return s.error();
+  s.Bind(1, f.after_seq);
+  s.Bind(2, f.principal);
+  s.Bind(3, f.action);
+  s.Bind(4, f.object);
+  s.Bind(5, f.limit);
+  std::vector<AuditRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(
+        {s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Text(4), s.Text(5), s.Text(6), s.Text(7)});
+  }
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
 }
 
 Result<std::vector<JobRecord>> SqliteStore::QueryJobsLocked(bool reader, const std::string& where,

@@ -38,6 +38,9 @@ class SqliteStore final : public Store {
   Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) override;
   Result<std::map<std::string, int64_t>> CountJobsByState() override;
   Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) override;
+  Status PutToken(const TokenRecord& token) override;
+  Result<std::vector<TokenRecord>> ListTokens() override;
+  Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override;
   Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
                             const std::string& data) override;
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset,

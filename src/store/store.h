@@ -68,12 +68,46 @@ struct JobEvent {
   std::string reason;
 };
 
-// One job write of a group commit: a new job (create) or a new version of
-// an existing one, with the events to append.
+// An API token. The secret is shown once, at creation; the store keeps only
+// its SHA-256. `id` is a public handle for listing and revoking.
+struct TokenRecord {
+  std::string id;       // "tok-" + 12 hex digits of the hash
+  std::string hash;     // SHA-256 of the secret, 64 hex digits
+  std::string role;     // operator | provider | tenant | site
+  std::string subject;  // the provider id, tenant name or site id ("" for operators)
+  std::string user;     // who under the subject holds it (a person, a service)
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;  // 0: never
+  int64_t revoked_ms = 0;  // 0: live
+};
+
+// One line of the append-only audit log: who did what to which object, when,
+// from where, and under which rule it was allowed (or why it was refused).
+struct AuditRecord {
+  int64_t seq = 0;  // assigned by the store
+  int64_t time_ms = 0;
+  std::string principal;  // "tenant:bj-health/alice", "operator:root", ...
+  std::string action;     // "job.submit", "site.drain", "token.create", ...
+  std::string object;     // the id acted on
+  std::string peer;       // the client's address
+  std::string outcome;    // "ok" or the refusal's code
+  std::string detail;     // the rule that allowed it, or what was refused
+};
+
+struct AuditFilter {
+  int64_t after_seq = 0;
+  int64_t limit = 100;
+  std::string principal, action, object;  // exact matches; "" = any
+};
+
+// One write of a group commit: a new job (create) or a new version of an
+// existing one, with the events to append, and audit lines written in the
+// same transaction (a write may carry only audit lines: job.id empty).
 struct JobWrite {
   JobRecord job;
   bool create = false;
   std::vector<JobEvent> events;
+  std::vector<AuditRecord> audit;
 };
 
 struct JobFilter {
@@ -131,6 +165,14 @@ class Store {
   // Jobs that finished at or after `ms` (for usage over a sliding window).
   virtual Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) = 0;
   virtual Result<std::vector<JobEvent>> ListEvents(const std::string& job_id) = 0;
+
+  // Tokens: inserted or updated (revocation) by id; all of them (a platform
+  // has thousands, not millions).
+  virtual Status PutToken(const TokenRecord& token) = 0;
+  virtual Result<std::vector<TokenRecord>> ListTokens() = 0;
+  // The audit log, oldest first; it is only ever appended (through
+  // WriteJobs), never changed.
+  virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
 
   // Appends log bytes that start at `offset` of the job's log. Bytes the
   // store already has are skipped, so a retried append is harmless; a gap
