@@ -867,5 +867,114 @@ TEST(Integration, TransferResumesAfterSigkillWithLittleResent) {
   fs::remove_all(dir);
 }
 
+// With authentication on (the default): nothing works without a token; the
+// first operator token is in <db>.operator-token; a tenant's token submits
+// and sees only its tenant's jobs; a revoked token stops working at once; an
+// agent with its site's token registers and runs jobs; the audit log says
+// who did what.
+TEST(Integration, TokensRolesAndTheAuditLogThroughTheCli) {
+  Network net("auth");
+  net.StartServer(0, {"--auth", "on"});
+  const std::string op_file = net.dir() + "/cpn.db.operator-token";
+  ASSERT_TRUE(fs::exists(op_file));
+  EXPECT_EQ(fs::status(op_file).permissions() & fs::perms::group_read, fs::perms::none);
+  CommandResult anon = net.Cli("sites");
+  EXPECT_EQ(anon.exit_code, 1);
+  EXPECT_NE(anon.out.find("needs a token"), std::string::npos) << anon.out;
+  auto as = [&](const std::string& token_file, const std::string& args) {
+    return net.Cli(args + " --token-file " + token_file);
+  };
+  // The operator issues a site token and a tenant token.
+  const std::string site_token = net.dir() + "/zw.token", tenant_token = net.dir() + "/bj.token";
+  CommandResult issued = as(op_file, fmt::format("token create --role site --subject {} --user "
+                                                 "agent --out {}",
+                                                 kZhongwei, site_token));
+  ASSERT_EQ(issued.exit_code, 0) << issued.out;
+  issued = as(op_file,
+              "token create --role tenant --subject bj-health --user alice --out " + tenant_token);
+  ASSERT_EQ(issued.exit_code, 0) << issued.out;
+  // The agent runs with its site's token.
+  const Site* zw = net.topology().FindSite(kZhongwei);
+  net.StartAgent(kZhongwei, "token_file = \"" + site_token + "\"\n" +
+                                AgentConfigToToml(*zw, net.url(), net.dir() + "/work-zw", 200));
+  ASSERT_TRUE(WaitUntil([&] {
+    CommandResult r = as(op_file, "sites --json");
+    return r.exit_code == 0 && Json::parse(r.out, nullptr, false)["sites"].size() == 1;
+  }));
+  // The tenant submits its own job; one for another tenant is refused.
+  Json job = Json::parse(SmallJob("mine", 1, "echo from-alice"));
+  CommandResult sub =
+      as(tenant_token, "submit " + net.WriteFile("mine.json", job.dump()) + " --json");
+  ASSERT_EQ(sub.exit_code, 0) << sub.out;
+  const std::string id = Json::parse(sub.out)["id"];
+  job["tenant"] = "sh-finance";
+  CommandResult theirs = as(tenant_token, "submit " + net.WriteFile("theirs.json", job.dump()));
+  EXPECT_EQ(theirs.exit_code, 1);
+  EXPECT_NE(theirs.out.find("may not submit jobs for tenant sh-finance"), std::string::npos)
+      << theirs.out;
+  CommandResult logs;
+  ASSERT_TRUE(WaitUntil([&] {
+    logs = as(tenant_token, "logs " + id);
+    return logs.out.find("from-alice") != std::string::npos;
+  })) << logs.out;
+  // Once it ends it is on the tenant's bill and the provider's statement.
+  ASSERT_TRUE(WaitUntil([&] {
+    return Json::parse(as(tenant_token, "job " + id + " --json").out, nullptr, false)
+               .value("state", "") == "succeeded";
+  }));
+  Json bill = Json::parse(as(tenant_token, "bill --json").out);
+  ASSERT_EQ(bill["lines"].size(), 1u) << bill.dump();
+  EXPECT_EQ(bill["lines"][0]["job"], id);
+  EXPECT_EQ(bill["tenant"], "bj-health");
+  CommandResult csv = as(tenant_token, "bill --csv");
+  EXPECT_EQ(csv.out.rfind("job,site,accelerator,", 0), 0u) << csv.out;
+  EXPECT_NE(csv.out.find(id), std::string::npos) << csv.out;
+  Json statement = Json::parse(as(op_file, "statement --provider cpn:cn.nx/zwcloud --json").out);
+  ASSERT_EQ(statement["lines"].size(), 1u) << statement.dump();
+  EXPECT_EQ(statement["totals"]["charged_fen"].get<int64_t>(),
+            statement["totals"]["fee_fen"].get<int64_t>() +
+                statement["totals"]["revenue_fen"].get<int64_t>());
+  EXPECT_EQ(statement["totals"]["charged_fen"], bill["totals"]["total_fen"]);
+  CommandResult table = as(tenant_token, "bill");
+  EXPECT_NE(table.out.find("Invoice: tenant bj-health"), std::string::npos) << table.out;
+  // Another tenant cannot see it.
+  const std::string other_token = net.dir() + "/sh.token";
+  ASSERT_EQ(
+      as(op_file, "token create --role tenant --subject sh-finance --out " + other_token).exit_code,
+      0);
+  CommandResult peek = as(other_token, "job " + id);
+  EXPECT_EQ(peek.exit_code, 1);
+  EXPECT_NE(peek.out.find("not found"), std::string::npos) << peek.out;
+  // Revoked: refused at once.
+  Json tokens = Json::parse(as(op_file, "token list --json").out);
+  std::string alice_id;
+  for (const auto& t : tokens["tokens"]) {
+    if (t["user"] == "alice") alice_id = t["id"];
+  }
+  ASSERT_FALSE(alice_id.empty()) << tokens.dump();
+  ASSERT_EQ(as(op_file, "token revoke " + alice_id).exit_code, 0);
+  CommandResult after = as(tenant_token, "jobs");
+  EXPECT_EQ(after.exit_code, 1);
+  EXPECT_NE(after.out.find("invalid, expired or revoked token"), std::string::npos) << after.out;
+  // The audit log has it all, with who and the rule.
+  Json audit = Json::parse(as(op_file, "audit --json").out);
+  std::set<std::string> seen;
+  for (const auto& a : audit["audit"]) {
+    seen.insert(a["principal"].get<std::string>() + " " + a["action"].get<std::string>() + " " +
+                a["outcome"].get<std::string>());
+  }
+  for (const std::string& want :
+       {std::string("operator:-/root token.create ok"),
+        "site:" + std::string(kZhongwei) + "/agent site.register ok",
+        std::string("tenant:bj-health/alice job.submit ok"),
+        std::string("tenant:bj-health/alice job.submit permission_denied"),
+        std::string("operator:-/root token.revoke ok")}) {
+    EXPECT_TRUE(seen.count(want)) << want << " missing from " << audit.dump(1);
+  }
+  CommandResult not_op = as(other_token, "audit");
+  EXPECT_EQ(not_op.exit_code, 1);
+  EXPECT_NE(not_op.out.find("may not read the audit log"), std::string::npos) << not_op.out;
+}
+
 }  // namespace
 }  // namespace cpn

@@ -133,6 +133,7 @@ struct ServerOptions {
   std::string auth = "on";
   std::string operator_token_file;  // default: <db>.operator-token
   double rate_limit_rps = 100, rate_limit_burst = 200;
+  int64_t platform_fee_bps = 500;
 };
 
 // Makes sure an operator can get in: keeps the token in `path` if it is
@@ -177,6 +178,7 @@ int RunServer(const ServerOptions& o) {
   PlatformOptions popts;
   popts.heartbeat_timeout_ms = static_cast<int64_t>(o.heartbeat_timeout_s * 1000);
   popts.max_attempts = o.max_attempts;
+  popts.platform_fee_bps = o.platform_fee_bps;
   Platform platform(**store, clock, *catalog, *network, new_id, popts);
   if (o.auth != "on" && o.auth != "off") {
     return Fail(InvalidArgument("--auth: expected on or off, got '" + o.auth + "'"));
@@ -541,6 +543,11 @@ int Main(int argc, char** argv) {
                    "requests a token may make at once before the rate applies")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1e7));
+  server_cmd
+      ->add_option("--platform-fee-bps", so.platform_fee_bps,
+                   "the platform's fee on every charge, in basis points (500 = 5%)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{10000}));
   server_cmd->callback([&] { rc = RunServer(so); });
 
   // agent
@@ -1113,6 +1120,107 @@ int Main(int argc, char** argv) {
     auto r = Fetch("DELETE", "/v1/tokens/" + net::UrlEncode(tok_id));
     if (!r) return;
     std::cout << tok_id << "  revoked\n";
+  });
+
+  // bill, statement
+  std::string bill_party, bill_month;
+  bool bill_csv = false;
+  auto money_cmd = [&](const std::string& name, const std::string& help, const char* party,
+                       const char* party_help) {
+    CLI::App* c = client_cmd(name, help);
+    c->add_option(std::string("--") + party, bill_party, party_help);
+    c->add_option("--month", bill_month, "YYYY-MM (default: this month, UTC)");
+    c->add_flag("--csv", bill_csv, "print one CSV row per job instead of a table");
+    return c;
+  };
+  auto money_query = [&](const char* path, const char* party) {
+    std::string q = std::string(path) + "?";
+    if (!bill_party.empty()) q += std::string(party) + "=" + net::UrlEncode(bill_party) + "&";
+    if (!bill_month.empty()) q += "month=" + net::UrlEncode(bill_month);
+    return q;
+  };
+  auto csv_cell = [](const Json& v) {
+    std::string s = v.is_string() ? v.get<std::string>() : v.dump();
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string out = "\"";
+    for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return out + "\"";
+  };
+  auto print_csv = [&](const Json& lines, const std::vector<std::string>& cols) {
+    std::string header;
+    for (const auto& c : cols) header += (header.empty() ? "" : ",") + c;
+    std::cout << header << "\n";
+    for (const auto& l : lines) {
+      std::string row;
+      for (size_t i = 0; i < cols.size(); ++i) row += (i ? "," : "") + csv_cell(l[cols[i]]);
+      std::cout << row << "\n";
+    }
+  };
+  CLI::App* bill_cmd =
+      money_cmd("bill", "a tenant's monthly invoice: every job's usage at its order's price",
+                "tenant", "the tenant (default: your token's)");
+  bill_cmd->callback([&] {
+    auto r = Fetch("GET", money_query("/v1/bills", "tenant"));
+    if (!r) return;
+    if (bill_csv) {
+      print_csv((*r)["lines"],
+                {"job", "site", "accelerator", "ended_ms", "card_hours", "price_cny_per_card_hour",
+                 "compute_cny", "transfer_cny", "total_cny", "energy_kwh", "carbon_kg", "data_gb"});
+      return;
+    }
+    const Json& t = (*r)["totals"];
+    std::cout << fmt::format("Invoice: tenant {}, {} ({} jobs)\n\n",
+                             (*r)["tenant"].get<std::string>(), (*r)["month"].get<std::string>(),
+                             t["jobs"].get<int64_t>());
+    Table lines({"JOB", "SITE", "ACCELERATOR", "CARD-H", "CNY/CARD-H", "COMPUTE", "TRANSFER",
+                 "TOTAL", "KWH", "KG CO2"});
+    for (const auto& l : (*r)["lines"]) {
+      lines.Add({l["job"], l["site"], l["accelerator"], Number(l["card_hours"], 3),
+                 Number(l["price_cny_per_card_hour"], 2), Cny(l["compute_cny"]),
+                 Cny(l["transfer_cny"]), Cny(l["total_cny"]), Number(l["energy_kwh"], 1),
+                 Number(l["carbon_kg"], 1)});
+    }
+    std::cout << lines.Render() << "\n";
+    Table acc({"ACCELERATOR", "CARD-H", "TOTAL"});
+    for (const auto& a : (*r)["by_accelerator"]) {
+      acc.Add({a["accelerator"], Number(a["card_hours"], 3), Cny(a["total_cny"])});
+    }
+    std::cout << acc.Render();
+    std::cout << fmt::format(
+        "\nTotal {} ({} compute + {} data transfer); {} card-h, {} kWh, {} kg CO2, {} GB moved\n",
+        Cny(t["total_cny"]), Cny(t["compute_cny"]), Cny(t["transfer_cny"]),
+        Number(t["card_hours"], 3), Number(t["energy_kwh"], 1), Number(t["carbon_kg"], 1),
+        Number(t["data_gb"], 1));
+  });
+  CLI::App* statement_cmd =
+      money_cmd("statement", "a provider's monthly settlement: what its sites earned, less the fee",
+                "provider", "the provider id (default: your token's)");
+  statement_cmd->callback([&] {
+    auto r = Fetch("GET", money_query("/v1/statements", "provider"));
+    if (!r) return;
+    if (bill_csv) {
+      print_csv((*r)["lines"], {"job", "tenant", "site", "accelerator", "ended_ms", "card_hours",
+                                "charged_cny", "fee_cny", "revenue_cny"});
+      return;
+    }
+    const Json& t = (*r)["totals"];
+    std::cout << fmt::format("Settlement: provider {}, {} ({} jobs; platform fee {:.2f}%)\n\n",
+                             (*r)["provider"].get<std::string>(), (*r)["month"].get<std::string>(),
+                             t["jobs"].get<int64_t>(),
+                             (*r)["platform_fee_bps"].get<int64_t>() / 100.0);
+    Table lines({"JOB", "TENANT", "SITE", "ACCELERATOR", "CARD-H", "CHARGED", "FEE", "REVENUE"});
+    for (const auto& l : (*r)["lines"]) {
+      lines.Add({l["job"], l["tenant"], l["site"], l["accelerator"], Number(l["card_hours"], 3),
+                 Cny(l["charged_cny"]), Cny(l["fee_cny"]), Cny(l["revenue_cny"])});
+    }
+    std::cout << lines.Render() << "\n";
+    Table sites({"SITE", "CARD-H", "REVENUE"});
+    for (const auto& s : (*r)["by_site"]) {
+      sites.Add({s["site"], Number(s["card_hours"], 3), Cny(s["revenue_cny"])});
+    }
+    std::cout << sites.Render();
+    std::cout << fmt::format("\nCharged {}, platform fee {}, revenue {}\n", Cny(t["charged_cny"]),
+                             Cny(t["fee_cny"]), Cny(t["revenue_cny"]));
   });
 
   // audit

@@ -1,5 +1,6 @@
 #include "src/server/api.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <charconv>
@@ -152,7 +153,103 @@ Json TokenToJson(const TokenRecord& t) {
   return j;
 }
 
+double Cny(int64_t fen) { return static_cast<double>(fen) / 100.0; }
+
 }  // namespace
+
+Json BillToJson(const std::string& tenant, const std::string& month,
+                const std::vector<LedgerEntry>& lines) {
+  Json out_lines = Json::array();
+  std::map<std::string, std::pair<double, int64_t>> by_acc;  // card-hours, fen
+  double card_h = 0, kwh = 0, kg = 0, gb = 0;
+  int64_t compute = 0, transfer = 0, total = 0;
+  for (const auto& e : lines) {
+    out_lines.push_back({{"job", e.job_id},
+                         {"site", e.site_id},
+                         {"accelerator", e.accelerator},
+                         {"ended_ms", e.time_ms},
+                         {"card_hours", e.card_hours},
+                         {"price_cny_per_card_hour", e.price_cny_per_card_hour},
+                         {"compute_cny", Cny(e.compute_fen)},
+                         {"transfer_cny", Cny(e.transfer_fen)},
+                         {"total_cny", Cny(e.charge_fen)},
+                         {"energy_kwh", e.energy_kwh},
+                         {"carbon_kg", e.carbon_kg},
+                         {"data_gb", e.data_gb}});
+    by_acc[e.accelerator].first += e.card_hours;
+    by_acc[e.accelerator].second += e.charge_fen;
+    card_h += e.card_hours;
+    kwh += e.energy_kwh;
+    kg += e.carbon_kg;
+    gb += e.data_gb;
+    compute += e.compute_fen;
+    transfer += e.transfer_fen;
+    total += e.charge_fen;
+  }
+  Json acc = Json::array();
+  for (const auto& [name, v] : by_acc) {
+    acc.push_back({{"accelerator", name}, {"card_hours", v.first}, {"total_cny", Cny(v.second)}});
+  }
+  return {{"tenant", tenant},
+          {"month", month},
+          {"currency", "CNY"},
+          {"lines", out_lines},
+          {"by_accelerator", acc},
+          {"totals",
+           {{"jobs", lines.size()},
+            {"card_hours", card_h},
+            {"energy_kwh", kwh},
+            {"carbon_kg", kg},
+            {"data_gb", gb},
+            {"compute_cny", Cny(compute)},
+            {"transfer_cny", Cny(transfer)},
+            {"total_cny", Cny(total)},
+            {"total_fen", total}}}};
+}
+
+Json StatementToJson(const std::string& provider, const std::string& month,
+                     const std::vector<LedgerEntry>& lines, int64_t fee_bps) {
+  Json out_lines = Json::array();
+  std::map<std::string, std::pair<double, int64_t>> by_site;  // card-hours, revenue fen
+  double card_h = 0;
+  int64_t charged = 0, fee = 0, revenue = 0;
+  for (const auto& e : lines) {
+    out_lines.push_back({{"job", e.job_id},
+                         {"tenant", e.tenant},
+                         {"site", e.site_id},
+                         {"accelerator", e.accelerator},
+                         {"ended_ms", e.time_ms},
+                         {"card_hours", e.card_hours},
+                         {"charged_cny", Cny(e.charge_fen)},
+                         {"fee_cny", Cny(e.fee_fen)},
+                         {"revenue_cny", Cny(e.provider_fen)}});
+    by_site[e.site_id].first += e.card_hours;
+    by_site[e.site_id].second += e.provider_fen;
+    card_h += e.card_hours;
+    charged += e.charge_fen;
+    fee += e.fee_fen;
+    revenue += e.provider_fen;
+  }
+  Json sites = Json::array();
+  for (const auto& [id, v] : by_site) {
+    sites.push_back({{"site", id}, {"card_hours", v.first}, {"revenue_cny", Cny(v.second)}});
+  }
+  return {{"provider", provider},
+          {"month", month},
+          {"currency", "CNY"},
+          {"platform_fee_bps", fee_bps},
+          {"lines", out_lines},
+          {"by_site", sites},
+          {"totals",
+           {{"jobs", lines.size()},
+            {"card_hours", card_h},
+            {"charged_cny", Cny(charged)},
+            {"fee_cny", Cny(fee)},
+            {"revenue_cny", Cny(revenue)},
+            {"charged_fen", charged},
+            {"fee_fen", fee},
+            {"revenue_fen", revenue}}}};
+}
 
 HttpResponse Api::Handle(const HttpRequest& req) {
   requests_++;
@@ -440,6 +537,47 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
   }
 
   if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, parts, who, audit);
+
+  // /v1/bills (a tenant's invoice) and /v1/statements (a provider's
+  // settlement) for one month, from the ledger.
+  if (parts.size() == 2 && (parts[1] == "bills" || parts[1] == "statements")) {
+    if (m != "GET") return method_not_allowed("GET");
+    const bool bill = parts[1] == "bills";
+    const char* party = bill ? "tenant" : "provider";
+    Status s = CheckParams(query, {party, "month"});
+    if (!s.ok()) return ErrorResponse(s);
+    std::string subject = query.count(party) ? query.at(party) : "";
+    const Role owner_role = bill ? Role::kTenant : Role::kProvider;
+    if (!op) {
+      if (who.role != owner_role) return Denied(who, std::string("read ") + parts[1]);
+      if (subject.empty()) subject = who.subject;
+      if (subject != who.subject) {
+        return Denied(who, std::string("read the ") + (bill ? "bill" : "statement") + " of " +
+                               subject.substr(0, 128));
+      }
+    }
+    if (subject.empty()) {
+      return ErrorResponse(InvalidArgument(std::string("query parameter ") + party + " is needed"));
+    }
+    std::string month =
+        query.count("month")
+            ? query.at("month")
+            : fmt::format("{:%Y-%m}",
+                          fmt::gmtime(static_cast<std::time_t>(platform_.NowMs() / 1000)));
+    if (month.size() != 7 || month[4] != '-' ||
+        month.find_first_not_of("0123456789-") != std::string::npos) {
+      return ErrorResponse(InvalidArgument("query parameter month: expected YYYY-MM, got '" +
+                                           month.substr(0, 16) + "'"));
+    }
+    LedgerFilter f;
+    f.month = month;
+    (bill ? f.tenant : f.provider_id) = subject;
+    auto lines = platform_.Ledger(f);
+    if (!lines.ok()) return ErrorResponse(lines.status());
+    return JsonResponse(
+        200, bill ? BillToJson(subject, month, *lines)
+                  : StatementToJson(subject, month, *lines, platform_.options().platform_fee_bps));
+  }
 
   if (parts.size() == 2 && parts[1] == "audit") {
     if (m != "GET") return method_not_allowed("GET");

@@ -43,6 +43,13 @@ class Api {
   std::atomic<int64_t> requests_{0}, client_errors_{0}, server_errors_{0};
 };
 
+// A tenant's invoice and a provider's settlement for a month, from ledger
+// lines (GET /v1/bills, /v1/statements).
+Json BillToJson(const std::string& tenant, const std::string& month,
+                const std::vector<LedgerEntry>& lines);
+Json StatementToJson(const std::string& provider, const std::string& month,
+                     const std::vector<LedgerEntry>& lines, int64_t fee_bps);
+
 net::HttpResponse JsonResponse(int status, const Json& body);
 net::HttpResponse ErrorResponse(const Status& status);
 int HttpStatusFor(StatusCode code);

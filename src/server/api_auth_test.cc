@@ -185,6 +185,14 @@ TEST_F(ApiAuthTest, EveryEndpointEveryRoleOwnAndOthers) {
     EXPECT_NE(r.body.find("may not report for site cpn:cn.nx/acme/nx-1"), std::string::npos);
   }
   Row("GET", "/v1/audit", "", Only({kOperator}, 200));
+  // Money: a tenant reads its own bill, a provider its own statement.
+  Row("GET", "/v1/bills?tenant=acme", "", Only({kOperator, kTenantOwn}, 200));
+  {
+    auto own_bill = Only({kTenantOwn, kTenantOther}, 200);
+    own_bill[kOperator] = 400;  // an operator names the tenant
+    Row("GET", "/v1/bills", "", own_bill);
+  }
+  Row("GET", "/v1/statements?provider=cpn:cn.nx/acme", "", Only({kOperator, kProviderOwn}, 200));
   // Tokens: issued for subjects the caller owns.
   Row("POST", "/v1/tokens", R"({"role":"tenant","subject":"acme","user":"bob"})",
       Only({kOperator, kTenantOwn}, 201));

@@ -1,8 +1,10 @@
 #include "src/server/platform.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "src/core/ids.h"
@@ -129,14 +131,22 @@ Status Platform::WaitDurable(uint64_t seq) {
 Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events,
                                         std::vector<AuditRecord> audit) {
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
-  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events), std::move(audit)});
+  auto seq = EnqueueLocked(JobWrite{job, true, std::move(events), std::move(audit), {}});
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
 }
 
 Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEvent& event) {
-  auto seq = EnqueueLocked(JobWrite{job, false, {event}, {}});
+  CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  JobWrite write{job, false, {event}, {}, {}};
+  // The one moment a job is charged: its change from active to ended, in
+  // the same transaction (active_ holds only jobs that have not ended).
+  if (IsTerminalState(job.state) && active_.count(job.id) && job.started_ms > 0 &&
+      !job.order.empty()) {
+    write.ledger.push_back(ChargeFor(job));
+  }
+  auto seq = EnqueueLocked(std::move(write));
   if (!seq.ok()) return seq.status();
   Remember(job);
   return *seq;
@@ -1069,6 +1079,60 @@ Status Platform::RoundLocked() {
   return Status::Ok();
 }
 
+Metering Meter(const JobRecord& j, int64_t now_ms) {
+  Metering m;
+  if (j.started_ms <= 0 || j.order.empty()) return m;
+  const int64_t end = j.finished_ms > 0 ? j.finished_ms : now_ms;
+  const double run_h = static_cast<double>(std::max<int64_t>(0, end - j.started_ms)) / 3.6e6;
+  const double cards = j.order.value("cards", 0.0);
+  m.card_hours = cards * run_h;
+  m.price_cny_per_card_hour = j.order.value("price_cny_per_card_hour", 0.0);
+  // Energy per card-hour and carbon per kWh as the order estimated them.
+  const double est_card_h = cards * j.order.value("run_h", 0.0);
+  const double order_kwh = j.order.value("energy_kwh", 0.0);
+  const double kwh_per_card_h = est_card_h > 0 ? order_kwh / est_card_h : 0;
+  const double kg_per_kwh = order_kwh > 0 ? j.order.value("carbon_kg", 0.0) / order_kwh : 0;
+  m.energy_kwh = m.card_hours * kwh_per_card_h;
+  m.carbon_kg = m.energy_kwh * kg_per_kwh;
+  m.compute_cny = m.card_hours * m.price_cny_per_card_hour;
+  m.transfer_cny = j.order.value("transfer_cny", 0.0);
+  if (j.order.contains("staging") && j.order["staging"].is_object()) {
+    m.data_gb = j.order["staging"].value("bytes_sent", 0.0) / 1e9;
+  } else if (j.spec.contains("dataset") && j.spec["dataset"].value("site", "") != j.site_id) {
+    m.data_gb = j.spec["dataset"].value("size_gb", 0.0);
+  }
+  return m;
+}
+
+LedgerEntry Platform::ChargeFor(const JobRecord& j) const {
+  const Metering m = Meter(j, j.finished_ms);
+  LedgerEntry e;
+  e.job_id = j.id;
+  e.tenant = j.tenant;
+  e.site_id = j.site_id;
+  if (auto id = ParseResourceId(j.site_id); id.ok()) e.provider_id = id->ProviderId();
+  e.pool_id = j.pool_id;
+  e.accelerator = j.order.value("accelerator", "");
+  e.time_ms = j.finished_ms > 0 ? j.finished_ms : clock_.NowMs();
+  e.month = fmt::format("{:%Y-%m}", fmt::gmtime(static_cast<std::time_t>(e.time_ms / 1000)));
+  e.card_hours = m.card_hours;
+  e.energy_kwh = m.energy_kwh;
+  e.carbon_kg = m.carbon_kg;
+  e.data_gb = m.data_gb;
+  e.price_cny_per_card_hour = m.price_cny_per_card_hour;
+  e.compute_fen = std::llround(m.compute_cny * 100);
+  e.transfer_fen = std::llround(m.transfer_cny * 100);
+  e.charge_fen = e.compute_fen + e.transfer_fen;
+  // The fee rounds half up; the provider gets the rest, so every line adds up.
+  e.fee_fen = (e.charge_fen * options_.platform_fee_bps + 5000) / 10000;
+  e.provider_fen = e.charge_fen - e.fee_fen;
+  return e;
+}
+
+Result<std::vector<LedgerEntry>> Platform::Ledger(const LedgerFilter& filter) {
+  return store_.ListLedger(filter);
+}
+
 Json Platform::JobToJson(const JobRecord& j) const {
   Json out{{"id", j.id},
            {"name", j.spec.value("name", "")},
@@ -1092,25 +1156,12 @@ Json Platform::JobToJson(const JobRecord& j) const {
   if (j.order.contains("staging")) out["staging"] = j.order["staging"];
   // Metering: what actually ran, priced at the order's snapshot price.
   if (j.started_ms > 0 && !j.order.empty()) {
-    int64_t end = j.finished_ms > 0 ? j.finished_ms : clock_.NowMs();
-    double run_h = static_cast<double>(std::max<int64_t>(0, end - j.started_ms)) / 3.6e6;
-    double cards = j.order.value("cards", 0.0);
-    double card_hours = cards * run_h;
-    double price = j.order.value("price_cny_per_card_hour", 0.0);
-    // Energy per card-hour as the order estimated it.
-    double est_card_h = cards * j.order.value("run_h", 0.0);
-    double kwh_per_card_h = est_card_h > 0 ? j.order.value("energy_kwh", 0.0) / est_card_h : 0;
-    double kg_per_kwh = j.order.value("energy_kwh", 0.0) > 0
-                            ? j.order.value("carbon_kg", 0.0) / j.order.value("energy_kwh", 0.0)
-                            : 0;
-    double kwh = card_hours * kwh_per_card_h;
-    out["metered"] = {{"card_hours", card_hours},
-                      {"compute_cny", card_hours * price},
-                      {"transfer_cny", j.order.value("transfer_cny", 0.0)},
-                      {"total_cny", card_hours * price + j.order.value("transfer_cny", 0.0)},
-                      {"energy_kwh", kwh},
-                      {"carbon_kg", kwh * kg_per_kwh},
-                      {"final", IsTerminalState(j.state)}};
+    const Metering m = Meter(j, clock_.NowMs());
+    out["metered"] = {
+        {"card_hours", m.card_hours},     {"compute_cny", m.compute_cny},
+        {"transfer_cny", m.transfer_cny}, {"total_cny", m.compute_cny + m.transfer_cny},
+        {"energy_kwh", m.energy_kwh},     {"carbon_kg", m.carbon_kg},
+        {"data_gb", m.data_gb},           {"final", IsTerminalState(j.state)}};
   }
   return out;
 }

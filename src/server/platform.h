@@ -42,7 +42,17 @@ struct PlatformOptions {
   int64_t max_attempts = 3;
   // Fair share between tenants counts FP16 capacity-hours used in this window.
   int64_t fair_share_window_ms = 24 * 3'600'000;
+  // The platform's fee on every charge, in basis points (500 = 5%).
+  int64_t platform_fee_bps = 500;
 };
+
+// A job's metered usage: what actually ran (start to end, or to `now` while
+// it runs), priced at the order's snapshot.
+struct Metering {
+  double card_hours = 0, energy_kwh = 0, carbon_kg = 0, data_gb = 0;
+  double price_cny_per_card_hour = 0, compute_cny = 0, transfer_cny = 0;
+};
+Metering Meter(const JobRecord& job, int64_t now_ms);
 
 struct Assignment {
   std::string job_id, pool_id, accelerator;
@@ -152,6 +162,10 @@ class Platform {
   // Prometheus text exposition of the platform's state.
   Result<std::string> Metrics();
 
+  // Billing: ledger lines of finished jobs (docs/billing.md).
+  Result<std::vector<LedgerEntry>> Ledger(const LedgerFilter& filter);
+  const PlatformOptions& options() const { return options_; }
+
   // The JSON view of a job, with metering computed from its times.
   Json JobToJson(const JobRecord& job) const;
 
@@ -178,6 +192,8 @@ class Platform {
   // the queue, or failed past max_attempts; a pending cancel completes.
   Status LoseJobLocked(JobRecord job, const std::string& why);
   void Learn(const JobRecord& job);
+  // The ledger line of a job that has just ended.
+  LedgerEntry ChargeFor(const JobRecord& job) const;
   // The site's record if it is registered (and not deregistered), else
   // NotFound; a malformed id is InvalidArgument.
   Result<SiteRecord> RegisteredSiteLocked(const std::string& id);

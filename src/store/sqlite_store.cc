@@ -58,6 +58,8 @@ class Stmt {
     sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void BindReal(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+  double Real(int col) { return sqlite3_column_double(stmt_, col); }
   void BindNull(int i) { sqlite3_bind_null(stmt_, i); }
   // SQLITE_ROW, SQLITE_DONE or an error code.
   int Step() { return sqlite3_step(stmt_); }
@@ -115,6 +117,20 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS ledger (
+  seq INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL,
+  provider_id TEXT NOT NULL, site_id TEXT NOT NULL, pool_id TEXT NOT NULL,
+  accelerator TEXT NOT NULL, time_ms INTEGER NOT NULL, month TEXT NOT NULL,
+  card_hours REAL NOT NULL, energy_kwh REAL NOT NULL, carbon_kg REAL NOT NULL,
+  data_gb REAL NOT NULL, price REAL NOT NULL, compute_fen INTEGER NOT NULL,
+  transfer_fen INTEGER NOT NULL, charge_fen INTEGER NOT NULL, fee_fen INTEGER NOT NULL,
+  provider_fen INTEGER NOT NULL, CHECK (charge_fen = fee_fen + provider_fen));
+CREATE INDEX IF NOT EXISTS ledger_by_tenant ON ledger(tenant, month);
+CREATE INDEX IF NOT EXISTS ledger_by_provider ON ledger(provider_id, month);
+CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
+  BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY (job_id, offset));
@@ -423,8 +439,76 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
       s.Bind(7, a.detail);
       if (s.Step() != SQLITE_DONE) return s.error();
     }
+    for (const LedgerEntry& e : w.ledger) {
+      Stmt s(db_,
+             "INSERT INTO ledger(job_id, tenant, provider_id, site_id, pool_id, accelerator, "
+             "time_ms, month, card_hours, energy_kwh, carbon_kg, data_gb, price, compute_fen, "
+             "transfer_fen, charge_fen, fee_fen, provider_fen) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+             "?10,?11,?12,?13,?14,?15,?16,?17,?18) ON CONFLICT(job_id) DO NOTHING",
+             stmts_);
+      if (!s.ok()) return s.error();
+      s.Bind(1, e.job_id);
+      s.Bind(2, e.tenant);
+      s.Bind(3, e.provider_id);
+      s.Bind(4, e.site_id);
+      s.Bind(5, e.pool_id);
+      s.Bind(6, e.accelerator);
+      s.Bind(7, e.time_ms);
+      s.Bind(8, e.month);
+      s.BindReal(9, e.card_hours);
+      s.BindReal(10, e.energy_kwh);
+      s.BindReal(11, e.carbon_kg);
+      s.BindReal(12, e.data_gb);
+      s.BindReal(13, e.price_cny_per_card_hour);
+      s.Bind(14, e.compute_fen);
+      s.Bind(15, e.transfer_fen);
+      s.Bind(16, e.charge_fen);
+      s.Bind(17, e.fee_fen);
+      s.Bind(18, e.provider_fen);
+      if (s.Step() != SQLITE_DONE) return s.error();
+    }
   }
   return tx.Commit();
+}
+
+Result<std::vector<LedgerEntry>> SqliteStore::ListLedger(const LedgerFilter& f) {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_,
+         "SELECT seq, job_id, tenant, provider_id, site_id, pool_id, accelerator, time_ms, month, "
+         "card_hours, energy_kwh, carbon_kg, data_gb, price, compute_fen, transfer_fen, "
+         "charge_fen, fee_fen, provider_fen FROM ledger WHERE (?1 = '' OR tenant = ?1) AND "
+         "(?2 = '' OR provider_id = ?2) AND (?3 = '' OR month = ?3) ORDER BY seq");
+  if (!s.ok()) return s.error();
+  s.Bind(1, f.tenant);
+  s.Bind(2, f.provider_id);
+  s.Bind(3, f.month);
+  std::vector<LedgerEntry> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    LedgerEntry e;
+    e.seq = s.Int(0);
+    e.job_id = s.Text(1);
+    e.tenant = s.Text(2);
+    e.provider_id = s.Text(3);
+    e.site_id = s.Text(4);
+    e.pool_id = s.Text(5);
+    e.accelerator = s.Text(6);
+    e.time_ms = s.Int(7);
+    e.month = s.Text(8);
+    e.card_hours = s.Real(9);
+    e.energy_kwh = s.Real(10);
+    e.carbon_kg = s.Real(11);
+    e.data_gb = s.Real(12);
+    e.price_cny_per_card_hour = s.Real(13);
+    e.compute_fen = s.Int(14);
+    e.transfer_fen = s.Int(15);
+    e.charge_fen = s.Int(16);
+    e.fee_fen = s.Int(17);
+    e.provider_fen = s.Int(18);
+    out.push_back(std::move(e));
+  }
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
 }
 
 Status SqliteStore::PutToken(const TokenRecord& t) {

@@ -41,6 +41,7 @@ class SqliteStore final : public Store {
   Status PutToken(const TokenRecord& token) override;
   Result<std::vector<TokenRecord>> ListTokens() override;
   Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override;
+  Result<std::vector<LedgerEntry>> ListLedger(const LedgerFilter& filter) override;
   Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
                             const std::string& data) override;
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset,

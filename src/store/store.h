@@ -94,6 +94,27 @@ struct AuditRecord {
   std::string detail;     // the rule that allowed it, or what was refused
 };
 
+// What a finished job cost, written once, in the transaction that ends it:
+// its metered usage priced at the order's snapshot, split between the
+// provider and the platform. Money is integer fen (0.01 CNY), so
+// charge_fen == provider_fen + fee_fen exactly, on every line.
+struct LedgerEntry {
+  int64_t seq = 0;  // assigned by the store
+  std::string job_id, tenant, provider_id, site_id, pool_id, accelerator;
+  int64_t time_ms = 0;  // when the job ended
+  std::string month;    // "2026-12", UTC, of time_ms
+  double card_hours = 0, energy_kwh = 0, carbon_kg = 0, data_gb = 0;
+  double price_cny_per_card_hour = 0;  // the order's snapshot
+  int64_t compute_fen = 0, transfer_fen = 0;
+  int64_t charge_fen = 0;    // compute + transfer: what the tenant pays
+  int64_t fee_fen = 0;       // the platform's fee
+  int64_t provider_fen = 0;  // the provider's revenue
+};
+
+struct LedgerFilter {
+  std::string tenant, provider_id, month;  // "" = any
+};
+
 struct AuditFilter {
   int64_t after_seq = 0;
   int64_t limit = 100;
@@ -108,6 +129,7 @@ struct JobWrite {
   bool create = false;
   std::vector<JobEvent> events;
   std::vector<AuditRecord> audit;
+  std::vector<LedgerEntry> ledger;  // at most one per job, ever
 };
 
 struct JobFilter {
@@ -173,6 +195,9 @@ class Store {
   // The audit log, oldest first; it is only ever appended (through
   // WriteJobs), never changed.
   virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
+  // Ledger lines, oldest first. A second line for a job already charged is
+  // ignored, so a job is never billed twice.
+  virtual Result<std::vector<LedgerEntry>> ListLedger(const LedgerFilter& filter) = 0;
 
   // Appends log bytes that start at `offset` of the job's log. Bytes the
   // store already has are skipped, so a retried append is harmless; a gap
