@@ -135,8 +135,8 @@ TEST_F(BillingTest, TheBooksBalanceAfterARandomWorkload) {
       ASSERT_TRUE(platform_.Report(it->first, {it->second, "cancelled", {}, ""}).ok());
       running_at.erase(it);
     }
-    // Up to four hours pass (the run spans two months); the sites keep their leases (heartbeats come
-    // before the round that would find them silent).
+    // Up to four hours pass (the run spans two months); the sites keep their leases (heartbeats
+    // come before the round that would find them silent).
     clock_.AdvanceMs(static_cast<int64_t>(rng() % 14'400'000));
     step_sites();
     ASSERT_TRUE(platform_.Tick().ok());
