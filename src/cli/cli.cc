@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -1120,6 +1121,71 @@ int Main(int argc, char** argv) {
     auto r = Fetch("DELETE", "/v1/tokens/" + net::UrlEncode(tok_id));
     if (!r) return;
     std::cout << tok_id << "  revoked\n";
+  });
+
+  // quota get | set
+  CLI::App* quota_cmd =
+      app.add_subcommand("quota", "a tenant's limits: cards at once, CNY a month");
+  quota_cmd->require_subcommand(1);
+  std::string quota_tenant;
+  std::vector<std::string> quota_cards;
+  double quota_budget = -1;
+  auto quota_sub = [&](const std::string& name, const std::string& help) {
+    CLI::App* c = quota_cmd->add_subcommand(name, help);
+    c->add_option("TENANT", quota_tenant, "tenant name")->required();
+    c->add_option("--server", server, "cpn server address (env CPN_SERVER)")->capture_default_str();
+    c->add_option("--token-file", g_token_file, "file holding your API token");
+    c->add_flag("--json", as_json, "print the server's JSON");
+    return c;
+  };
+  auto print_quota = [&](const Json& q) {
+    std::cout << "tenant " << q["tenant"].get<std::string>() << ": ";
+    if (!q.value("set", false)) {
+      std::cout << "no quota\n";
+      return;
+    }
+    std::string cards;
+    for (const auto& [cls, n] : q["max_cards"].items()) {
+      cards += (cards.empty() ? "" : ", ") + std::to_string(n.get<int64_t>()) + " " +
+               (cls == "*" ? std::string("in all") : cls);
+    }
+    std::cout << "at most " << (cards.empty() ? std::string("any number of") : cards)
+              << " card(s) at once; "
+              << (q.contains("monthly_budget_cny") ? Cny(q["monthly_budget_cny"]) + " a month"
+                                                   : std::string("no monthly budget"))
+              << "\n";
+  };
+  CLI::App* quota_get = quota_sub("get", "show a tenant's quota");
+  quota_get->callback([&] {
+    auto r = Fetch("GET", "/v1/tenants/" + net::UrlEncode(quota_tenant) + "/quota");
+    if (r) print_quota(*r);
+  });
+  CLI::App* quota_set = quota_sub("set", "set a tenant's quota (operators); replaces the old one");
+  quota_set->add_option("--max-cards", quota_cards,
+                        "CLASS=N: at most N cards of a vendor (nvidia, huawei, ...) or of all "
+                        "(*) at once; repeatable");
+  quota_set
+      ->add_option("--monthly-budget-cny", quota_budget,
+                   "charges plus unfinished jobs' estimates per calendar month (UTC)")
+      ->check(CLI::Range(0.0, 1e12));
+  quota_set->callback([&] {
+    Json body{{"max_cards", Json::object()}};
+    for (const auto& c : quota_cards) {
+      size_t eq = c.find('=');
+      int64_t n = -1;
+      if (eq != std::string::npos) {
+        auto [p, ec] = std::from_chars(c.data() + eq + 1, c.data() + c.size(), n);
+        if (ec != std::errc() || p != c.data() + c.size()) n = -1;
+      }
+      if (eq == std::string::npos || eq == 0 || n < 0) {
+        rc = Fail(InvalidArgument("--max-cards '" + c + "': expected CLASS=N, e.g. nvidia=64"));
+        return;
+      }
+      body["max_cards"][c.substr(0, eq)] = n;
+    }
+    if (quota_budget >= 0) body["monthly_budget_cny"] = quota_budget;
+    auto r = Fetch("PUT", "/v1/tenants/" + net::UrlEncode(quota_tenant) + "/quota", body.dump());
+    if (r) print_quota(*r);
   });
 
   // bill, statement

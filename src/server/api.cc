@@ -538,6 +538,37 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
 
   if (parts.size() >= 2 && parts[1] == "tokens") return Tokens(req, parts, who, audit);
 
+  // /v1/tenants/{tenant}/quota: operators set it; the tenant reads its own.
+  if (parts.size() == 4 && parts[1] == "tenants" && parts[3] == "quota") {
+    const std::string& tenant = parts[2];
+    if (m == "GET") {
+      if (!op && !(who.role == Role::kTenant && who.subject == tenant)) {
+        return Denied(who, "read the quota of " + tenant.substr(0, 128));
+      }
+      auto q = platform_.GetQuota(tenant);
+      if (!q.ok()) return ErrorResponse(q.status());
+      Json out = q->has_value() ? QuotaToJson(**q) : Json{{"max_cards", Json::object()}};
+      out["tenant"] = tenant;
+      out["set"] = q->has_value();
+      return JsonResponse(200, out);
+    }
+    if (m == "PUT") {
+      allow("quota.set", tenant, "operator");
+      if (!op) return Denied(who, "set quotas");
+      auto body = JsonBody(req);
+      if (!body.ok()) return ErrorResponse(body.status());
+      auto q = QuotaFromJson(*body);
+      if (!q.ok()) return ErrorResponse(q.status());
+      Status s = platform_.SetQuota(tenant, *q);
+      if (!s.ok()) return ErrorResponse(s);
+      Json out = QuotaToJson(*q);
+      out["tenant"] = tenant;
+      out["set"] = true;
+      return JsonResponse(200, out);
+    }
+    return method_not_allowed("GET, PUT");
+  }
+
   // /v1/bills (a tenant's invoice) and /v1/statements (a provider's
   // settlement) for one month, from the ledger.
   if (parts.size() == 2 && (parts[1] == "bills" || parts[1] == "statements")) {

@@ -193,6 +193,8 @@ TEST_F(ApiAuthTest, EveryEndpointEveryRoleOwnAndOthers) {
     Row("GET", "/v1/bills", "", own_bill);
   }
   Row("GET", "/v1/statements?provider=cpn:cn.nx/acme", "", Only({kOperator, kProviderOwn}, 200));
+  Row("PUT", "/v1/tenants/acme/quota", R"({"max_cards":{"*":100}})", Only({kOperator}, 200));
+  Row("GET", "/v1/tenants/acme/quota", "", Only({kOperator, kTenantOwn}, 200));
   // Tokens: issued for subjects the caller owns.
   Row("POST", "/v1/tokens", R"({"role":"tenant","subject":"acme","user":"bob"})",
       Only({kOperator, kTenantOwn}, 201));

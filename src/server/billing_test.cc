@@ -216,5 +216,43 @@ TEST_F(BillingTest, TheBooksBalanceAfterARandomWorkload) {
   EXPECT_EQ(store_->ListLedger({})->size(), ledger->size());
 }
 
+TEST_F(BillingTest, QuotasRefuseJobsOverCardsOrBudgetWithTheFigures) {
+  TenantQuota q;
+  q.max_cards = {{"t", 6}, {"*", 10}};  // the test catalog's vendor is "T"
+  ASSERT_TRUE(platform_.SetQuota("acme", q).ok());
+  auto first = platform_.Submit(Job("acme", 4, "test-gpu"));
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = platform_.Submit(Job("acme", 4, "test-gpu"));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(second.status().message(),
+            "quota: tenant acme may hold at most 6 t card(s) at once; its unfinished jobs hold 4 "
+            "and this job asks for 4");
+  // Another tenant is not limited by it; cards given back count again.
+  EXPECT_TRUE(platform_.Submit(Job("zeta", 4, "test-gpu")).ok());
+  ASSERT_TRUE(platform_.Cancel(first->id).ok());
+  ASSERT_TRUE(platform_.Report(first->id, {first->site_id, "cancelled", {}, ""}).ok());
+  EXPECT_TRUE(platform_.Submit(Job("acme", 4, "test-gpu")).ok());
+  // A budget: the next job's estimate would go over it.
+  TenantQuota money;
+  money.monthly_budget_cny = 300;
+  ASSERT_TRUE(platform_.SetQuota("acme", money).ok());
+  auto over = platform_.Submit(Job("acme", 4, "test-gpu"));
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(over.status().message().find("quota: tenant acme's budget for 2023-11 is 300.00 CNY; "
+                                         "charged so far 0.00, unfinished jobs' estimates"),
+            std::string::npos)
+      << over.status().message();
+  // Quotas survive a restart (they are in the store).
+  Platform restarted(*store_, clock_, catalog_, network_,
+                     [] { return std::string("job-0000000000ff"); });
+  auto kept = restarted.GetQuota("acme");
+  ASSERT_TRUE(kept.ok() && kept->has_value());
+  EXPECT_EQ((*kept)->monthly_budget_cny, 300);
+  EXPECT_FALSE(QuotaFromJson(Json::parse(R"({"max_cards":{"NVIDIA":3}})")).ok());
+  EXPECT_FALSE(QuotaFromJson(Json::parse(R"({"max_cards":{"nvidia":-3}})")).ok());
+  EXPECT_FALSE(QuotaFromJson(Json::parse(R"({"monthly_budget_cny":-1})")).ok());
+}
+
 }  // namespace
 }  // namespace cpn

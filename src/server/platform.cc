@@ -557,6 +557,131 @@ std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobS
   return std::nullopt;
 }
 
+std::string AcceleratorClass(const Catalog& catalog, const std::string& accelerator) {
+  const AcceleratorModel* m = catalog.Find(accelerator);
+  if (m == nullptr) return "";
+  std::string c;
+  for (char ch : m->vendor) {
+    c += ch == ' ' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  return c;
+}
+
+Result<TenantQuota> QuotaFromJson(const Json& j) {
+  FieldReader r(j, "quota");
+  TenantQuota q;
+  if (const Json* cards = r.Object("max_cards", false)) {
+    for (auto it = cards->begin(); it != cards->end(); ++it) {
+      const bool name_ok =
+          it.key() == "*" || (!it.key().empty() && it.key().size() <= 32 &&
+                              it.key().find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") ==
+                                  std::string::npos);
+      if (!name_ok) {
+        r.FailField("max_cards", "'" + it.key().substr(0, 32) +
+                                     "' is not an accelerator class (a vendor in lower case, "
+                                     "e.g. nvidia, or * for all)");
+        break;
+      }
+      if (!it->is_number_integer() || it->get<int64_t>() < 0 ||
+          it->get<int64_t>() > int64_t{1} << 40) {
+        r.FailField("max_cards." + it.key(), "expected a whole number of cards, 0 or more");
+        break;
+      }
+      q.max_cards[it.key()] = it->get<int64_t>();
+    }
+  }
+  r.OptionalNumber("monthly_budget_cny", &q.monthly_budget_cny, 0, 1e12);
+  CPN_RETURN_IF_ERROR(r.Finish());
+  return q;
+}
+
+Json QuotaToJson(const TenantQuota& q) {
+  Json j{{"max_cards", q.max_cards}};
+  if (q.monthly_budget_cny) j["monthly_budget_cny"] = *q.monthly_budget_cny;
+  return j;
+}
+
+Status Platform::LoadQuotasLocked() {
+  if (quotas_loaded_) return Status::Ok();
+  auto all = store_.ListQuotas();
+  if (!all.ok()) return all.status();
+  for (const auto& [tenant, j] : *all) {
+    auto q = QuotaFromJson(j);
+    if (q.ok()) quotas_[tenant] = *q;
+  }
+  quotas_loaded_ = true;
+  return Status::Ok();
+}
+
+Status Platform::SetQuota(const std::string& tenant, const TenantQuota& quota) {
+  if (!IsValidName(tenant)) return InvalidArgument("tenant: 1-128 characters of [A-Za-z0-9._-]");
+  std::lock_guard lock(mu_);
+  CPN_RETURN_IF_ERROR(LoadQuotasLocked());
+  CPN_RETURN_IF_ERROR(store_.PutQuota(tenant, QuotaToJson(quota)));
+  quotas_[tenant] = quota;
+  return Status::Ok();
+}
+
+Result<std::optional<TenantQuota>> Platform::GetQuota(const std::string& tenant) {
+  std::lock_guard lock(mu_);
+  CPN_RETURN_IF_ERROR(LoadQuotasLocked());
+  auto it = quotas_.find(tenant);
+  if (it == quotas_.end()) return std::optional<TenantQuota>();
+  return std::optional<TenantQuota>(it->second);
+}
+
+Status Platform::CheckQuotaLocked(const JobSpec& spec, const sched::Decision& d) {
+  CPN_RETURN_IF_ERROR(LoadQuotasLocked());
+  auto q = quotas_.find(spec.tenant);
+  if (q == quotas_.end()) return Status::Ok();
+  const TenantQuota& quota = q->second;
+  const sched::Option* chosen = d.chosen();
+  // The new job's class: the accelerator it names, or the one it is being
+  // placed on now; a waiting job that names none counts only under "*".
+  std::string job_class = AcceleratorClass(
+      catalog_, !spec.accelerator.empty() ? spec.accelerator
+                                          : (chosen != nullptr ? chosen->accelerator : ""));
+  std::map<std::string, int64_t> held;
+  double committed_cny = 0;
+  for (const auto& [id, j] : active_) {
+    if (j.tenant != spec.tenant) continue;
+    const int64_t cards = j.spec["resources"].value("cards", int64_t{0});
+    std::string acc = j.order.value("accelerator", j.spec["resources"].value("accelerator", ""));
+    held["*"] += cards;
+    if (std::string c = AcceleratorClass(catalog_, acc); !c.empty()) held[c] += cards;
+    committed_cny += j.order.value("total_cny", 0.0);
+  }
+  for (const auto& [cls, limit] : quota.max_cards) {
+    if (cls != "*" && cls != job_class) continue;
+    if (held[cls] + spec.cards > limit) {
+      return FailedPrecondition(fmt::format(
+          "quota: tenant {} may hold at most {} {} card(s) at once; its unfinished jobs hold {} "
+          "and this job asks for {}",
+          spec.tenant, limit, cls == "*" ? std::string("") : cls, held[cls], spec.cards));
+    }
+  }
+  if (quota.monthly_budget_cny) {
+    const int64_t now = clock_.NowMs();
+    LedgerFilter f;
+    f.tenant = spec.tenant;
+    f.month = fmt::format("{:%Y-%m}", fmt::gmtime(static_cast<std::time_t>(now / 1000)));
+    auto lines = store_.ListLedger(f);
+    if (!lines.ok()) return lines.status();
+    double spent = 0;
+    for (const auto& e : *lines) spent += static_cast<double>(e.charge_fen) / 100;
+    const sched::Option* estimate =
+        chosen != nullptr ? chosen : (!d.ranked.empty() ? &d.ranked.front() : nullptr);
+    const double this_job = estimate != nullptr ? estimate->total_cny : 0;
+    if (spent + committed_cny + this_job > *quota.monthly_budget_cny) {
+      return FailedPrecondition(fmt::format(
+          "quota: tenant {}'s budget for {} is {:.2f} CNY; charged so far {:.2f}, unfinished "
+          "jobs' estimates {:.2f}, this job's estimate {:.2f}",
+          spec.tenant, f.month, *quota.monthly_budget_cny, spent, committed_cny, this_job));
+    }
+  }
+  return Status::Ok();
+}
+
 Status Platform::RecordAudit(AuditRecord record) {
   record.time_ms = clock_.NowMs();
   JobWrite w;
@@ -614,6 +739,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
     return FailedPrecondition("job cannot run anywhere in the network: " + d.summary +
                               " (see `cpn quote` for each pool's reason)");
   }
+  CPN_RETURN_IF_ERROR(CheckQuotaLocked(spec, d));
   JobRecord job;
   job.id = new_job_id_();
   job.tenant = spec.tenant;
@@ -1095,11 +1221,16 @@ Metering Meter(const JobRecord& j, int64_t now_ms) {
   m.energy_kwh = m.card_hours * kwh_per_card_h;
   m.carbon_kg = m.energy_kwh * kg_per_kwh;
   m.compute_cny = m.card_hours * m.price_cny_per_card_hour;
-  m.transfer_cny = j.order.value("transfer_cny", 0.0);
-  if (j.order.contains("staging") && j.order["staging"].is_object()) {
+  const bool staged = j.order.contains("staging") && j.order["staging"].is_object();
+  if (staged) {
     m.data_gb = j.order["staging"].value("bytes_sent", 0.0) / 1e9;
   } else if (j.spec.contains("dataset") && j.spec["dataset"].value("site", "") != j.site_id) {
     m.data_gb = j.spec["dataset"].value("size_gb", 0.0);
+  }
+  // The order's data-transfer price is due once the job ran, or its data
+  // actually moved; a job stopped before either pays nothing.
+  if (m.card_hours > 0 || (staged && m.data_gb > 0)) {
+    m.transfer_cny = j.order.value("transfer_cny", 0.0);
   }
   return m;
 }

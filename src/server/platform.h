@@ -46,6 +46,20 @@ struct PlatformOptions {
   int64_t platform_fee_bps = 500;
 };
 
+// A tenant's limits: cards held at once by accelerator class (the vendor in
+// lower case, "nvidia", "huawei", ...; "*" counts every card) and money per
+// calendar month (UTC): charges so far plus the estimates of its unfinished
+// jobs. A job that would go over either is refused with the figures.
+struct TenantQuota {
+  std::map<std::string, int64_t> max_cards;
+  std::optional<double> monthly_budget_cny;
+};
+Result<TenantQuota> QuotaFromJson(const Json& j);
+Json QuotaToJson(const TenantQuota& q);
+// The quota class of a catalog accelerator: its vendor in lower case,
+// spaces as dashes ("moore-threads").
+std::string AcceleratorClass(const Catalog& catalog, const std::string& accelerator);
+
 // A job's metered usage: what actually ran (start to end, or to `now` while
 // it runs), priced at the order's snapshot.
 struct Metering {
@@ -162,6 +176,10 @@ class Platform {
   // Prometheus text exposition of the platform's state.
   Result<std::string> Metrics();
 
+  // Quotas: set by operators, checked at every submission.
+  Status SetQuota(const std::string& tenant, const TenantQuota& quota);
+  Result<std::optional<TenantQuota>> GetQuota(const std::string& tenant);
+
   // Billing: ledger lines of finished jobs (docs/billing.md).
   Result<std::vector<LedgerEntry>> Ledger(const LedgerFilter& filter);
   const PlatformOptions& options() const { return options_; }
@@ -192,6 +210,11 @@ class Platform {
   // the queue, or failed past max_attempts; a pending cancel completes.
   Status LoseJobLocked(JobRecord job, const std::string& why);
   void Learn(const JobRecord& job);
+  // Refuses `spec` if it would take its tenant over its quota.
+  Status CheckQuotaLocked(const JobSpec& spec, const sched::Decision& d);
+  Status LoadQuotasLocked();
+  std::map<std::string, TenantQuota> quotas_;
+  bool quotas_loaded_ = false;
   // The ledger line of a job that has just ended.
   LedgerEntry ChargeFor(const JobRecord& job) const;
   // The site's record if it is registered (and not deregistered), else

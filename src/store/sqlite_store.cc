@@ -131,6 +131,7 @@ CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS quotas (tenant TEXT PRIMARY KEY, quota TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id TEXT NOT NULL, offset INTEGER NOT NULL, data BLOB NOT NULL,
   PRIMARY KEY (job_id, offset));
@@ -469,6 +470,29 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
     }
   }
   return tx.Commit();
+}
+
+Status SqliteStore::PutQuota(const std::string& tenant, const Json& quota) {
+  std::lock_guard lock(mu_);
+  Stmt s(db_,
+         "INSERT INTO quotas(tenant, quota) VALUES(?1,?2) ON CONFLICT(tenant) DO UPDATE SET "
+         "quota=?2");
+  if (!s.ok()) return s.error();
+  s.Bind(1, tenant);
+  s.Bind(2, quota.dump());
+  if (s.Step() != SQLITE_DONE) return s.error();
+  return Status::Ok();
+}
+
+Result<std::map<std::string, Json>> SqliteStore::ListQuotas() {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_, "SELECT tenant, quota FROM quotas");
+  if (!s.ok()) return s.error();
+  std::map<std::string, Json> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out[s.Text(0)] = Json::parse(s.Text(1), nullptr, false);
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
 }
 
 Result<std::vector<LedgerEntry>> SqliteStore::ListLedger(const LedgerFilter& f) {

@@ -42,6 +42,8 @@ class SqliteStore final : public Store {
   Result<std::vector<TokenRecord>> ListTokens() override;
   Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) override;
   Result<std::vector<LedgerEntry>> ListLedger(const LedgerFilter& filter) override;
+  Status PutQuota(const std::string& tenant, const Json& quota) override;
+  Result<std::map<std::string, Json>> ListQuotas() override;
   Result<int64_t> AppendLog(const std::string& job_id, int64_t offset,
                             const std::string& data) override;
   Result<std::string> ReadLog(const std::string& job_id, int64_t offset,

@@ -195,6 +195,9 @@ class Store {
   // The audit log, oldest first; it is only ever appended (through
   // WriteJobs), never changed.
   virtual Result<std::vector<AuditRecord>> ListAudit(const AuditFilter& filter) = 0;
+  // Tenants' quotas (QuotaToJson shape), by tenant.
+  virtual Status PutQuota(const std::string& tenant, const Json& quota) = 0;
+  virtual Result<std::map<std::string, Json>> ListQuotas() = 0;
   // Ledger lines, oldest first. A second line for a job already charged is
   // ignored, so a job is never billed twice.
   virtual Result<std::vector<LedgerEntry>> ListLedger(const LedgerFilter& filter) = 0;
