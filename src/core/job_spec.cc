@@ -58,6 +58,17 @@ std::string_view ResidencyName(Residency r) {
   return "anywhere";
 }
 
+Result<Residency> ClassificationResidency(std::string_view c) {
+  if (c == "public") return Residency::kAnywhere;
+  if (c == "internal" || c == "personal") return Residency::kCountry;
+  if (c == "important") return Residency::kProvince;
+  if (c == "core") return Residency::kSite;
+  return InvalidArgument(
+      fmt::format("unknown classification '{}' (expected public, internal, personal, important "
+                  "or core)",
+                  c.substr(0, 32)));
+}
+
 Result<Residency> ParseResidency(std::string_view t) {
   if (t == "anywhere") return Residency::kAnywhere;
   if (t == "country") return Residency::kCountry;
@@ -146,6 +157,7 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
     dr.String("residency", &residency, false);
     dr.StringList("replicas", &s.dataset_replicas, false);
     dr.String("path", &s.dataset_path, false);
+    dr.String("classification", &s.classification, false);
     if (dr.ok()) dr.Fail(ValidateSiteId(s.dataset_site, dr.FieldPath("site")));
     if (dr.ok() && !s.dataset_path.empty() && !IsSafeRelativePath(s.dataset_path)) {
       dr.FailField("path",
@@ -163,6 +175,14 @@ Result<JobSpec> JobSpecFromJson(const Json& j, const Catalog& catalog, const std
         dr.FailField("residency", rv.status().message());
       else
         s.residency = *rv;
+    }
+    if (dr.ok() && !s.classification.empty()) {
+      auto rule = ClassificationResidency(s.classification);
+      if (!rule.ok()) {
+        dr.FailField("classification", rule.status().message());
+      } else if (static_cast<int>(*rule) > static_cast<int>(s.residency)) {
+        s.residency = *rule;  // the data's rule is stricter than the job asked
+      }
     }
     r.Fail(dr.Finish());
   }
@@ -221,6 +241,7 @@ Json JobSpecToJson(const JobSpec& s) {
   if (s.time_limit_h) j["run"]["time_limit_h"] = *s.time_limit_h;
   if (!s.dataset_replicas.empty()) j["dataset"]["replicas"] = s.dataset_replicas;
   if (!s.dataset_path.empty()) j["dataset"]["path"] = s.dataset_path;
+  if (!s.classification.empty()) j["dataset"]["classification"] = s.classification;
   if (s.deadline_h) j["deadline_h"] = *s.deadline_h;
   if (s.budget_cny) j["budget_cny"] = *s.budget_cny;
   return j;

@@ -30,6 +30,15 @@ enum class Residency { kAnywhere, kCountry, kProvince, kSite };
 std::string_view ResidencyName(Residency r);
 Result<Residency> ParseResidency(std::string_view text);
 
+// A dataset's classification and the residency rule it carries (the
+// platform's policy, after China's data laws): public -> anywhere;
+// internal -> country; personal (personal information, PIPL) -> country;
+// important (important data, DSL) -> province; core (core data) -> site.
+// A job's effective residency is the stricter of its own and its data's.
+inline constexpr const char* kClassifications[] = {"public", "internal", "personal", "important",
+                                                   "core"};
+Result<Residency> ClassificationResidency(std::string_view classification);
+
 inline constexpr int64_t kMaxCardsPerJob = 65536;
 
 struct JobSpec {
@@ -52,7 +61,8 @@ struct JobSpec {
   std::string dataset_path;
   // Sites that already hold a verified copy: staging there is free.
   std::vector<std::string> dataset_replicas;
-  Residency residency = Residency::kAnywhere;
+  Residency residency = Residency::kAnywhere;  // already the stricter of the two
+  std::string classification;                 // "" = unclassified (public)
   std::string home_site;  // submitter's own site for comparison; defaults to dataset_site
 
   std::optional<double> deadline_h;

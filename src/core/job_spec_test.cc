@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "src/testing/fixtures.h"
 
 namespace cpn {
@@ -63,6 +65,7 @@ TEST(JobSpec, EveryBadFieldIsNamed) {
       {"/dataset/path", "a//b", "job.dataset.path: expected a relative path"},
       {"/surprise", 1, "job.surprise: unknown field"},
       {"/resources/gpus", 1, "job.resources.gpus: unknown field"},
+      {"/dataset/classification", "secret", "job.dataset.classification: unknown classification"},
   };
   for (const auto& c : cases) {
     Json j = ValidJob();
@@ -74,6 +77,32 @@ TEST(JobSpec, EveryBadFieldIsNamed) {
   j.erase("tenant");
   EXPECT_NE(ErrorOf(j).find("job.tenant: required field is missing"), std::string::npos);
   EXPECT_NE(ErrorOf(Json::array()).find("job: expected an object"), std::string::npos);
+}
+
+TEST(JobSpec, AClassificationTightensResidencyNeverLoosensIt) {
+  Catalog catalog = testing::TestCatalog();
+  struct Case {
+    const char* classification;
+    const char* asked;
+    Residency effective;
+  };
+  for (const Case& c : std::vector<Case>{{"public", "anywhere", Residency::kAnywhere},
+                                         {"internal", "anywhere", Residency::kCountry},
+                                         {"personal", "anywhere", Residency::kCountry},
+                                         {"important", "country", Residency::kProvince},
+                                         {"core", "anywhere", Residency::kSite},
+                                         {"personal", "site", Residency::kSite}}) {
+    Json j = ValidJob();
+    j["dataset"]["classification"] = c.classification;
+    j["dataset"]["residency"] = c.asked;
+    auto spec = JobSpecFromJson(j, catalog);
+    ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+    EXPECT_EQ(spec->residency, c.effective) << c.classification << " " << c.asked;
+    EXPECT_EQ(spec->classification, c.classification);
+    auto again = JobSpecFromJson(JobSpecToJson(*spec), catalog);
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(JobSpecToJson(*again), JobSpecToJson(*spec));
+  }
 }
 
 }  // namespace

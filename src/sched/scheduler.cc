@@ -107,8 +107,8 @@ bool Fits(const JobSpec& job, const AcceleratorModel& model, const Pool& pool,
 }
 
 // The rejection reason for a site the job's residency rule excludes.
-std::string ResidencyReason(const JobSpec& job, const Site& data, const Site& site) {
-  switch (job.residency) {
+std::string ResidencyReasonFor(Residency residency, const Site& data, const Site& site) {
+  switch (residency) {
     case Residency::kCountry:
       return fmt::format("data may not leave {} (site is in {})", data.country(), site.country());
     case Residency::kProvince:
@@ -120,6 +120,14 @@ std::string ResidencyReason(const JobSpec& job, const Site& data, const Site& si
       break;
   }
   return "";
+}
+
+std::string ResidencyReason(const JobSpec& job, const Site& data, const Site& site) {
+  if (!job.classification.empty() && job.classification != "public") {
+    return ResidencyReasonFor(job.residency, data, site) + " (its dataset is classified " +
+           job.classification + ")";
+  }
+  return ResidencyReasonFor(job.residency, data, site);
 }
 
 double PolicyScore(Policy p, const Option& o, double min_cost, double min_time, double min_carbon) {

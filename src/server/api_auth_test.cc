@@ -274,6 +274,51 @@ TEST_F(ApiAuthTest, TheAuditLogRecordsChangesAndRefusalsWithTheRule) {
   EXPECT_EQ(Json::parse(filtered.body)["audit"].size(), 2u);
 }
 
+// Classified data: the classification's rule tightens the job's residency,
+// the scheduler keeps the job inside it (and says why elsewhere is refused),
+// and every placement is in the audit log with the rule that allowed it.
+TEST_F(ApiAuthTest, ClassifiedDataStaysWhereItsRuleAllowsAndEachPlacementIsAudited) {
+  std::string body = JobBody();
+  body.replace(body.find(R"("residency":"country")"), 21,
+               R"("residency":"anywhere","classification":"important")");
+  auto quote = Call(kTenantOwn, "POST", "/v1/quotes", body);
+  ASSERT_EQ(quote.status, 200) << quote.body;
+  bool refused_abroad = false;
+  const Json quoted = Json::parse(quote.body);
+  for (const auto& r : quoted["rejected"]) {
+    if (r["reason"] == "residency") {
+      EXPECT_EQ(r["pool"], "cpn:cn.nx/acme/nx-1/npu");
+      EXPECT_NE(r["detail"].get<std::string>().find("its dataset is classified important"),
+                std::string::npos)
+          << r.dump();
+      refused_abroad = true;
+    }
+  }
+  EXPECT_TRUE(refused_abroad) << quote.body;  // nx-1 is another province
+  // Personal information may go anywhere in the country: nx-1 is allowed.
+  body.replace(body.find("important"), 9, "personal");
+  auto placed = Call(kTenantOwn, "POST", "/v1/jobs", body);
+  ASSERT_EQ(placed.status, 201) << placed.body;
+  const Json job = Json::parse(placed.body);
+  EXPECT_EQ(job["spec"]["dataset"]["residency"], "country");  // tightened from anywhere
+  EXPECT_EQ(job["site"], "cpn:cn.nx/acme/nx-1");
+  auto audit = Call(kOperator, "GET", "/v1/audit?action=data.place");
+  const Json lines = Json::parse(audit.body)["audit"];
+  ASSERT_EQ(lines.size(), 1u) << audit.body;
+  EXPECT_EQ(lines[0]["principal"], "platform:scheduler");
+  EXPECT_EQ(lines[0]["object"], job["id"]);
+  EXPECT_EQ(lines[0]["detail"],
+            "personal data of tenant acme from cpn:cn.bj/acme/bj-1 placed on cpn:cn.nx/acme/nx-1: "
+            "classification personal keeps it within country, job residency country");
+  // An unknown classification is refused at the edge.
+  body.replace(body.find("personal"), 8, "secret");
+  auto bad = Call(kTenantOwn, "POST", "/v1/jobs", body);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("job.dataset.classification: unknown classification 'secret'"),
+            std::string::npos)
+      << bad.body;
+}
+
 TEST(ApiRateLimit, ATokenOverItsRateGets429WithRetryAfter) {
   FakeClock clock;
   Catalog catalog = testing::TestCatalog();

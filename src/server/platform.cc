@@ -128,9 +128,32 @@ Status Platform::WaitDurable(uint64_t seq) {
   return Status::Ok();
 }
 
+// The audit line for placing a job whose dataset is classified: where it
+// went and the rule that allowed it. Unclassified and public data need none.
+std::optional<AuditRecord> ClassifiedPlacement(const JobRecord& job, int64_t now_ms) {
+  const Json& ds = job.spec.contains("dataset") ? job.spec["dataset"] : Json::object();
+  const std::string c = ds.value("classification", "");
+  if (c.empty() || c == "public" || job.state != "scheduled" || job.site_id.empty()) {
+    return std::nullopt;
+  }
+  AuditRecord a;
+  a.time_ms = now_ms;
+  a.principal = "platform:scheduler";
+  a.action = "data.place";
+  a.object = job.id;
+  a.outcome = "ok";
+  const std::string rule(ResidencyName(ClassificationResidency(c).value()));
+  a.detail = fmt::format(
+      "{} data of tenant {} from {} placed on {}: classification {} keeps it within {}, job "
+      "residency {}",
+      c, job.tenant, ds.value("site", ""), job.site_id, c, rule, ds.value("residency", ""));
+  return a;
+}
+
 Result<uint64_t> Platform::CreateLocked(const JobRecord& job, std::vector<JobEvent> events,
                                         std::vector<AuditRecord> audit) {
   CPN_RETURN_IF_ERROR(LoadActiveLocked());
+  if (auto placed = ClassifiedPlacement(job, clock_.NowMs())) audit.push_back(*placed);
   auto seq = EnqueueLocked(JobWrite{job, true, std::move(events), std::move(audit), {}});
   if (!seq.ok()) return seq.status();
   Remember(job);
@@ -145,6 +168,11 @@ Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEven
   if (IsTerminalState(job.state) && active_.count(job.id) && job.started_ms > 0 &&
       !job.order.empty()) {
     write.ledger.push_back(ChargeFor(job));
+  }
+  if (auto prev = active_.find(job.id);
+      prev != active_.end() &&
+      (prev->second.state != "scheduled" || prev->second.site_id != job.site_id)) {
+    if (auto placed = ClassifiedPlacement(job, clock_.NowMs())) write.audit.push_back(*placed);
   }
   auto seq = EnqueueLocked(std::move(write));
   if (!seq.ok()) return seq.status();
