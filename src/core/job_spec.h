@@ -62,7 +62,7 @@ struct JobSpec {
   // Sites that already hold a verified copy: staging there is free.
   std::vector<std::string> dataset_replicas;
   Residency residency = Residency::kAnywhere;  // already the stricter of the two
-  std::string classification;                 // "" = unclassified (public)
+  std::string classification;                  // "" = unclassified (public)
   std::string home_site;  // submitter's own site for comparison; defaults to dataset_site
 
   std::optional<double> deadline_h;
