@@ -26,6 +26,7 @@
 #include "src/core/topology.h"
 #include "src/net/http_client.h"
 #include "src/sched/scheduler.h"
+#include "src/testing/tls_files.h"
 
 namespace cpn {
 namespace {
@@ -113,7 +114,8 @@ class Network {
     ASSERT_TRUE(WaitUntil([&] { return fs::exists(dir_ + "/port"); }, 20'000))
         << "server did not start";
     std::ifstream(dir_ + "/port") >> port_;
-    url_ = fmt::format("http://127.0.0.1:{}", port_);
+    const bool https = std::find(extra.begin(), extra.end(), "--tls-cert") != extra.end();
+    url_ = fmt::format("{}://127.0.0.1:{}", https ? "https" : "http", port_);
   }
   void KillServer() {
     ::kill(server_, SIGKILL);
@@ -974,6 +976,72 @@ TEST(Integration, TokensRolesAndTheAuditLogThroughTheCli) {
   CommandResult not_op = as(other_token, "audit");
   EXPECT_EQ(not_op.exit_code, 1);
   EXPECT_NE(not_op.out.find("may not read the audit log"), std::string::npos) << not_op.out;
+}
+
+// HTTPS with mutual TLS for agents: the server presents its certificate;
+// an agent with its site's token and client certificate runs jobs; the same
+// token without the certificate is refused; the CLI trusts the server's CA
+// through CPN_TLS_CA.
+TEST(Integration, HttpsAndAgentsWithTheirSitesCertificates) {
+  Network net("https");
+  testing::TlsFiles tls;
+  ASSERT_TRUE(testing::MakeTlsFiles(net.dir() + "/tls", &tls));
+  std::string zw_cert, zw_key;
+  ASSERT_TRUE(
+      testing::MakeClientCert(net.dir() + "/tls", tls, "zw", kZhongwei, true, &zw_cert, &zw_key));
+  net.StartServer(0, {"--auth", "on", "--tls-cert", tls.server_cert, "--tls-key", tls.server_key,
+                      "--tls-client-ca", tls.ca_cert});
+  ASSERT_EQ(net.url().rfind("https://", 0), 0u);
+  const std::string op = net.dir() + "/cpn.db.operator-token";
+  const std::string env = "CPN_TLS_CA=" + tls.ca_cert + " CPN_TOKEN_FILE=" + op + " ";
+  auto cli = [&](const std::string& args) {
+    return RunShell(fmt::format("{}{} {} --server {}", env, CPN_BINARY, args, net.url()));
+  };
+  // Without the CA the CLI refuses the server's certificate.
+  CommandResult untrusted = net.Cli("sites --token-file " + op);
+  EXPECT_EQ(untrusted.exit_code, 1);
+  EXPECT_NE(untrusted.out.find("certificate verify failed"), std::string::npos) << untrusted.out;
+  const std::string token = net.dir() + "/zw.token";
+  ASSERT_EQ(cli(fmt::format("token create --role site --subject {} --out {}", kZhongwei, token))
+                .exit_code,
+            0);
+  const Site* zw = net.topology().FindSite(kZhongwei);
+  const std::string base = AgentConfigToToml(*zw, net.url(), net.dir() + "/work-zw", 200);
+  // The token alone, without the site's certificate: refused.
+  net.StartAgent(
+      kZhongwei,
+      fmt::format("token_file = \"{}\"\nserver_tls_ca = \"{}\"\n", token, tls.ca_cert) + base);
+  const std::string agent_log = net.dir() + "/logs/agent-zw-01.log";
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        std::ifstream in(agent_log);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return text.find("needs the site's client certificate") != std::string::npos;
+      },
+      20'000))
+      << agent_log;
+  Json sites = Json::parse(cli("sites --json").out, nullptr, false);
+  EXPECT_EQ(sites["sites"].size(), 0u) << sites.dump();
+  net.KillAgent(0);
+  // With it: registers, and runs a job.
+  net.StartAgent(kZhongwei,
+                 fmt::format("token_file = \"{}\"\nserver_tls_ca = \"{}\"\ntls_cert = \"{}\"\n"
+                             "tls_key = \"{}\"\n",
+                             token, tls.ca_cert, zw_cert, zw_key) +
+                     base);
+  ASSERT_TRUE(WaitUntil([&] {
+    Json s = Json::parse(cli("sites --json").out, nullptr, false);
+    return s.is_object() && s["sites"].size() == 1;
+  }));
+  CommandResult sub =
+      cli("submit " + net.WriteFile("j.json", SmallJob("tls-job", 1, "echo over-tls")) + " --json");
+  ASSERT_EQ(sub.exit_code, 0) << sub.out;
+  const std::string id = Json::parse(sub.out)["id"];
+  ASSERT_TRUE(WaitUntil([&] {
+    return Json::parse(cli("job " + id + " --json").out, nullptr, false).value("state", "") ==
+           "succeeded";
+  }));
+  EXPECT_NE(cli("logs " + id).out.find("over-tls"), std::string::npos);
 }
 
 }  // namespace

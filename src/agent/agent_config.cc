@@ -17,6 +17,12 @@ Result<AgentConfig> ParseAgentConfig(const std::string& text, const std::string&
   double heartbeat_s = 1.0;
   r.String("server", &c.server_url, false);
   r.String("token_file", &c.token_file, false);
+  r.String("server_tls_ca", &c.server_tls_ca, false);
+  r.String("tls_cert", &c.tls_cert, false);
+  r.String("tls_key", &c.tls_key, false);
+  if (r.ok() && c.tls_cert.empty() != c.tls_key.empty()) {
+    r.FailField("tls_key", "tls_cert and tls_key go together");
+  }
   r.Number("heartbeat_s", &heartbeat_s, 0.05, 600, false);
   r.String("work_dir", &c.work_dir);
   r.String("executor", &c.executor, false);

@@ -34,6 +34,10 @@ struct AgentConfig {
   // The site's API token (issued for role "site" and this site's id), read
   // from this file; empty: none (a server with --auth off).
   std::string token_file;
+  // For a server on https: the CA to check it with (empty: the system's),
+  // and this site's client certificate and key (its CN the site id) for a
+  // server that asks for one.
+  std::string server_tls_ca, tls_cert, tls_key;
   Site site;
 };
 

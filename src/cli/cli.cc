@@ -87,6 +87,8 @@ Result<std::string> CliToken() {
 Result<net::HttpClient> ClientFor(const std::string& server, int timeout_ms = 10'000) {
   auto client = net::HttpClient::Create(server, timeout_ms);
   if (!client.ok()) return client.status();
+  // A private CA for an https server: $CPN_TLS_CA.
+  if (const char* ca = std::getenv("CPN_TLS_CA"); ca && *ca) client->set_tls({ca, "", ""});
   auto token = CliToken();
   if (!token.ok()) return token.status();
   client->set_bearer_token(*token);
@@ -133,6 +135,7 @@ struct ServerOptions {
   int64_t max_attempts = 3;
   std::string auth = "on";
   std::string operator_token_file;  // default: <db>.operator-token
+  std::string tls_cert, tls_key, tls_client_ca;
   double rate_limit_rps = 100, rate_limit_burst = 200;
   int64_t platform_fee_bps = 500;
 };
@@ -194,7 +197,14 @@ int RunServer(const ServerOptions& o) {
     if (!ensured.ok()) return Fail(ensured);
   }
   Api api(platform, o.auth == "on" ? &auth : nullptr);
+  if (!o.tls_client_ca.empty()) api.set_require_site_certificates(true);
   net::HttpServerOptions hopts;
+  hopts.tls_cert_file = o.tls_cert;
+  hopts.tls_key_file = o.tls_key;
+  hopts.tls_client_ca_file = o.tls_client_ca;
+  if (!o.tls_client_ca.empty() && o.tls_cert.empty()) {
+    return Fail(InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key"));
+  }
   hopts.address = o.listen;
   hopts.port = static_cast<uint16_t>(o.port);
   net::HttpServer server(hopts, [&api](const net::HttpRequest& r) { return api.Handle(r); });
@@ -205,17 +215,20 @@ int RunServer(const ServerOptions& o) {
     std::ofstream(tmp) << *port << "\n";
     std::filesystem::rename(tmp, o.port_file);
   }
-  spdlog::info("cpn server listening on http://{}:{} (database {})", o.listen, *port, o.db);
+  const bool tls = !o.tls_cert.empty();
+  spdlog::info("cpn server listening on {}://{}:{} (database {}){}", tls ? "https" : "http",
+               o.listen, *port, o.db,
+               o.tls_client_ca.empty() ? "" : "; agents need their site's client certificate");
   if (o.auth == "on") {
     spdlog::info("tokens required; operator token in {} (CPN_TOKEN_FILE={} cpn ...)", token_file,
                  token_file);
   } else {
     spdlog::warn("--auth off: every caller acts as an operator");
   }
-  if (o.listen != "127.0.0.1" && o.listen != "::1") {
+  if (!tls && o.listen != "127.0.0.1" && o.listen != "::1") {
     spdlog::warn(
-        "serving plain HTTP on {}: tokens and data cross the network in clear; put "
-        "a TLS-terminating proxy in front",
+        "serving plain HTTP on {}: tokens and data cross the network in clear; give it "
+        "--tls-cert and --tls-key",
         o.listen);
   }
   while (!g_stop) {
@@ -242,6 +255,7 @@ int RunAgent(const std::string& config_path, const std::string& server_flag,
                                                      : DefaultServer();
   auto client = net::HttpClient::Create(server);
   if (!client.ok()) return Fail(client.status());
+  client->set_tls({config->server_tls_ca, config->tls_cert, config->tls_key});
   if (!config->token_file.empty()) {
     auto token = ReadFile(config->token_file);
     if (!token.ok()) return Fail(token.status().WithContext("token_file"));
@@ -530,6 +544,12 @@ int Main(int argc, char** argv) {
                    "on: every request needs a token (docs/security.md); off: every caller "
                    "acts as an operator (tests, one-user setups)")
       ->capture_default_str();
+  server_cmd->add_option("--tls-cert", so.tls_cert,
+                         "serve HTTPS with this certificate chain (PEM)");
+  server_cmd->add_option("--tls-key", so.tls_key, "the private key (PEM) of --tls-cert");
+  server_cmd->add_option("--tls-client-ca", so.tls_client_ca,
+                         "mutual TLS for agents: site tokens are accepted only with a client "
+                         "certificate from this CA whose CN is the site id");
   server_cmd->add_option(
       "--operator-token-file", so.operator_token_file,
       "where the first operator token is written (default: <db>.operator-token)");

@@ -19,6 +19,9 @@ struct HttpRequest {
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
   std::string peer;  // "127.0.0.1:53122"
+  // Over TLS with a client certificate the server verified against its
+  // client CA: the certificate's common name; "" otherwise.
+  std::string client_cert_cn;
   // For long polls: false once the server has stopped waiting.
   bool may_wait = true;
 

@@ -19,9 +19,17 @@
 
 namespace cpn::net {
 
+// TLS files of a client: the CA certificates to check the server with
+// (empty: the system's), and an optional client certificate and key for a
+// server that asks for one (mutual TLS).
+struct HttpClientTls {
+  std::string ca_file, cert_file, key_file;
+};
+
 class HttpClient {
  public:
-  // `base_url`: "http://host:port" (no path).
+  // `base_url`: "http://host:port" or "https://host:port" (no path). Over
+  // https the server's certificate is checked against the CA and its name.
   static Result<HttpClient> Create(const std::string& base_url, int timeout_ms = 10'000);
 
   Result<HttpResponse> Send(const std::string& method, const std::string& target,
@@ -31,6 +39,10 @@ class HttpClient {
   const std::string& base_url() const { return base_url_; }
   // Sent with every request as "Authorization: Bearer <token>"; "" sends none.
   void set_bearer_token(std::string token) { token_ = std::move(token); }
+  void set_tls(HttpClientTls tls) {
+    tls_files_ = std::move(tls);
+    connection_.reset();
+  }
 
   HttpClient() = default;
   HttpClient(const HttpClient& other)
@@ -38,6 +50,8 @@ class HttpClient {
         host_(other.host_),
         port_(other.port_),
         token_(other.token_),
+        https_(other.https_),
+        tls_files_(other.tls_files_),
         timeout_ms_(other.timeout_ms_) {}
   HttpClient& operator=(const HttpClient& other) {
     if (this != &other) {
@@ -45,6 +59,8 @@ class HttpClient {
       host_ = other.host_;
       port_ = other.port_;
       token_ = other.token_;
+      https_ = other.https_;
+      tls_files_ = other.tls_files_;
       timeout_ms_ = other.timeout_ms_;
       connection_.reset();
     }
@@ -57,6 +73,8 @@ class HttpClient {
  private:
   struct Connection;
   std::string base_url_, host_, port_, token_;
+  bool https_ = false;
+  HttpClientTls tls_files_;
   int timeout_ms_ = 10'000;
   mutable std::shared_ptr<Connection> connection_;
 };

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast.hpp>
+#include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <optional>
 #include <thread>
@@ -19,6 +21,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+namespace ssl = asio::ssl;
 
 struct HttpServer::Impl {
   HttpServerOptions options;
@@ -27,6 +30,7 @@ struct HttpServer::Impl {
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
+  std::optional<ssl::context> tls;
 };
 
 namespace {
@@ -52,20 +56,31 @@ HttpResponse ErrorResponse(int status, const std::string& code, const std::strin
   return r;
 }
 
-asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
-  std::string peer;
-  {
-    beast::error_code ec;
-    auto ep = stream.socket().remote_endpoint(ec);
-    if (!ec) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
+// The verified client certificate's common name, or "".
+std::string ClientCommonName(SSL* ssl) {
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return "";
+  std::string cn;
+  if (SSL_get_verify_result(ssl) == X509_V_OK) {
+    char buf[256] = {};
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf);
+    if (n > 0) cn.assign(buf, static_cast<size_t>(n));
   }
+  X509_free(cert);
+  return cn;
+}
+
+// One connection's requests, over plain TCP or TLS.
+template <class Stream>
+asio::awaitable<void> Serve(HttpServer::Impl* impl, Stream& stream, std::string peer,
+                            std::string client_cn) {
+  beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(kHeaderLimitBytes);
     parser.body_limit(impl->options.max_body_bytes);
-    stream.expires_after(std::chrono::seconds(impl->options.read_timeout_s));
+    beast::get_lowest_layer(stream).expires_after(
+        std::chrono::seconds(impl->options.read_timeout_s));
     beast::error_code ec;
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
@@ -85,7 +100,7 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
       }
       if (reply) {
         auto res = ToBeast(*reply, 11, false);
-        stream.expires_after(std::chrono::seconds(5));
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
         beast::error_code wec;
         co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, wec));
       }
@@ -94,6 +109,7 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
     const unsigned version = parser.get().version();
     const bool keep_alive_asked = parser.get().keep_alive();
     HttpRequest req = FromBeast(parser.release(), peer);
+    req.client_cert_cn = client_cn;
     HttpResponse resp = impl->handler(req);
     auto start = std::chrono::steady_clock::now();
     while (resp.wait_up_to_ms > 0) {
@@ -111,12 +127,36 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
     }
     bool keep_alive = keep_alive_asked;
     auto res = ToBeast(resp, version, keep_alive);
-    stream.expires_after(std::chrono::seconds(impl->options.read_timeout_s));
+    beast::get_lowest_layer(stream).expires_after(
+        std::chrono::seconds(impl->options.read_timeout_s));
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !keep_alive) break;
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
+  std::string peer;
+  {
+    beast::error_code ec;
+    auto ep = socket.remote_endpoint(ec);
+    if (!ec) peer = ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  if (!impl->tls) {
+    beast::tcp_stream stream(std::move(socket));
+    co_await Serve(impl, stream, peer, "");
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(socket), *impl->tls);
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  beast::error_code ec;
+  co_await stream.async_handshake(ssl::stream_base::server,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;  // not TLS, or a certificate that does not verify
+  co_await Serve(impl, stream, peer, ClientCommonName(stream.native_handle()));
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+  co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 asio::awaitable<void> Listen(HttpServer::Impl* impl) {
@@ -144,6 +184,33 @@ HttpServer::~HttpServer() { Stop(); }
 
 Result<uint16_t> HttpServer::Start() {
   beast::error_code ec;
+  const HttpServerOptions& o = impl_->options;
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return InvalidArgument("TLS needs both a certificate and a key");
+  }
+  if (!o.tls_cert_file.empty()) {
+    ssl::context ctx(ssl::context::tls_server);
+    ctx.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+    ctx.use_certificate_chain_file(o.tls_cert_file, ec);
+    if (ec)
+      return InvalidArgument("TLS: cannot load certificate " + o.tls_cert_file + ": " +
+                             ec.message());
+    ctx.use_private_key_file(o.tls_key_file, ssl::context::pem, ec);
+    if (ec || SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+      return InvalidArgument("TLS: cannot load key " + o.tls_key_file +
+                             " (or it does not match the certificate)");
+    }
+    if (!o.tls_client_ca_file.empty()) {
+      ctx.load_verify_file(o.tls_client_ca_file, ec);
+      if (ec) {
+        return InvalidArgument("TLS: cannot load client CA " + o.tls_client_ca_file + ": " +
+                               ec.message());
+      }
+      ctx.set_verify_mode(ssl::verify_peer, ec);  // a certificate is optional; a bad one fails
+    }
+    impl_->tls.emplace(std::move(ctx));
+  }
   auto address = asio::ip::make_address(impl_->options.address, ec);
   if (ec) return InvalidArgument("bad listen address '" + impl_->options.address + "'");
   tcp::endpoint endpoint(address, impl_->options.port);

@@ -7,6 +7,7 @@
 // and an idle/read timeout per connection, so a slow or silent client cannot
 // hold a connection forever. Start() binds (port 0 picks a free port) and
 // returns the bound port; Stop() closes the listener and joins the threads.
+// Optionally TLS, with optional client certificates (mutual TLS).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +30,11 @@ struct HttpServerOptions {
   int threads = 16;
   uint64_t max_body_bytes = 1 << 20;
   int read_timeout_s = 30;
+  // TLS (1.2 or later) with this certificate chain and key (PEM); both
+  // empty: plain HTTP. With a client CA, clients may present a certificate:
+  // one that does not verify against it ends the handshake; one that does
+  // reaches the handler as HttpRequest::client_cert_cn.
+  std::string tls_cert_file, tls_key_file, tls_client_ca_file;
 };
 
 class HttpServer {

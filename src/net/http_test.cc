@@ -1,12 +1,15 @@
 // HttpClient against HttpServer: kept-alive connections, and a kept
 // connection the server dropped is replaced without the caller noticing.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <set>
 #include <string>
 
 #include "src/net/http_client.h"
 #include "src/net/http_server.h"
+#include "src/testing/tls_files.h"
 
 namespace cpn::net {
 namespace {
@@ -101,6 +104,69 @@ TEST(ParseHttpRequest, RegressionFinalChunkWithoutCrlfIsIncomplete) {
       "Transfer-Encoding: chunked\r\n\r\n0\r\n");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("incomplete"), std::string::npos) << r.status().ToString();
+}
+
+// HTTPS: the client checks the server's certificate against its CA and the
+// host; with a client CA the server verifies client certificates and hands
+// their common name to the handler; a certificate from elsewhere ends the
+// handshake.
+TEST(HttpTlsTest, HttpsWithServerAndOptionalClientCertificates) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("cpn-https-" + std::to_string(::getpid())))
+          .string();
+  testing::TlsFiles files;
+  ASSERT_TRUE(testing::MakeTlsFiles(dir, &files));
+  std::string agent_cert, agent_key, rogue_cert, rogue_key;
+  ASSERT_TRUE(testing::MakeClientCert(dir, files, "agent", "cpn:cn.nx/acme/nx-1", true, &agent_cert,
+                                      &agent_key));
+  ASSERT_TRUE(testing::MakeClientCert(dir, files, "rogue", "cpn:cn.nx/acme/nx-1", false,
+                                      &rogue_cert, &rogue_key));
+  HttpServerOptions o = Options(0);
+  o.tls_cert_file = files.server_cert;
+  o.tls_key_file = files.server_key;
+  o.tls_client_ca_file = files.ca_cert;
+  HttpServer server(o, [](const HttpRequest& r) {
+    HttpResponse out;
+    out.body = "cn=" + r.client_cert_cn;
+    return out;
+  });
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  const std::string url = "https://127.0.0.1:" + std::to_string(*port);
+  // The server's CA: works, over one kept connection, with no client identity.
+  auto client = HttpClient::Create(url);
+  ASSERT_TRUE(client.ok());
+  client->set_tls({files.ca_cert, "", ""});
+  for (int i = 0; i < 3; ++i) {
+    auto r = client->Send("GET", "/x");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->body, "cn=");
+  }
+  // With the site's certificate, the handler learns who it is.
+  auto agent = HttpClient::Create(url);
+  agent->set_tls({files.ca_cert, agent_cert, agent_key});
+  auto as_agent = agent->Send("POST", "/heartbeat", "{}");
+  ASSERT_TRUE(as_agent.ok()) << as_agent.status().ToString();
+  EXPECT_EQ(as_agent->body, "cn=cpn:cn.nx/acme/nx-1");
+  // A certificate the CA did not sign: no handshake.
+  auto rogue = HttpClient::Create(url);
+  rogue->set_tls({files.ca_cert, rogue_cert, rogue_key});
+  EXPECT_FALSE(rogue->Send("GET", "/x").ok());
+  // The system's CAs do not know this server; plain HTTP gets nothing.
+  auto untrusting = HttpClient::Create(url);
+  auto refused = untrusting->Send("GET", "/x");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("certificate verify failed"), std::string::npos)
+      << refused.status().ToString();
+  auto plain = HttpClient::Create("http://127.0.0.1:" + std::to_string(*port), 2000);
+  EXPECT_FALSE(plain->Send("GET", "/x").ok());
+  // A key that does not match is refused at start.
+  HttpServerOptions bad = Options(0);
+  bad.tls_cert_file = files.server_cert;
+  bad.tls_key_file = files.ca_key;
+  HttpServer wrong(bad, EchoPeer);
+  EXPECT_EQ(wrong.Start().status().code(), StatusCode::kInvalidArgument);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

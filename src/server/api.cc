@@ -264,6 +264,10 @@ HttpResponse Api::Handle(const HttpRequest& req) {
       r = ErrorResponse(p.status());
       r.headers["WWW-Authenticate"] = "Bearer realm=\"cpn\"";
       allowed = false;
+    } else if (require_site_certs_ && p->role == Role::kSite && req.client_cert_cn != p->subject) {
+      r = ErrorResponse(Unauthenticated(
+          "a site's token needs the site's client certificate (CN=" + p->subject + ") over TLS"));
+      allowed = false;
     } else {
       who = *p;
       if (auto wait_s = auth_->Throttle(who)) {

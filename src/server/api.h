@@ -27,6 +27,9 @@ class Api {
   explicit Api(Platform& platform, Authenticator* auth = nullptr)
       : platform_(platform), auth_(auth) {}
   net::HttpResponse Handle(const net::HttpRequest& req);
+  // Mutual TLS for agents: a site's token is accepted only with a client
+  // certificate (verified by the TLS server) whose common name is the site id.
+  void set_require_site_certificates(bool on) { require_site_certs_ = on; }
 
  private:
   // What a request did, for the audit log: set by Route for every change.
@@ -40,6 +43,7 @@ class Api {
 
   Platform& platform_;
   Authenticator* auth_;
+  bool require_site_certs_ = false;
   std::atomic<int64_t> requests_{0}, client_errors_{0}, server_errors_{0};
 };
 
