@@ -12,6 +12,7 @@
 #include "src/server/api.h"
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
+#include "src/testing/platform_fixture.h"
 
 namespace cpn {
 namespace {
@@ -36,16 +37,9 @@ const char* Name(Who w) {
   return names[w];
 }
 
-class ApiAuthTest : public ::testing::Test {
+class ApiAuthTest : public ::testing::Test, protected testing::PlatformWorld {
  protected:
-  ApiAuthTest()
-      : catalog_(testing::TestCatalog()),
-        network_(testing::TestTopology(catalog_)),
-        store_(std::move(SqliteStore::Open(":memory:")).value()),
-        platform_(*store_, clock_, catalog_, network_,
-                  [this] { return fmt::format("job-{:012x}", ++next_id_); }),
-        auth_(*store_, clock_, RateLimit{0, 1}),
-        api_(platform_, &auth_) {
+  ApiAuthTest() : auth_(*store_, clock_, RateLimit{0, 1}), api_(platform_, &auth_) {
     tokens_[kOperator] = Issue(Role::kOperator, "");
     tokens_[kProviderOwn] = Issue(Role::kProvider, "cpn:cn.nx/acme");
     tokens_[kProviderOther] = Issue(Role::kProvider, "cpn:cn.sh/other");
@@ -112,12 +106,6 @@ class ApiAuthTest : public ::testing::Test {
     return m;
   }
 
-  FakeClock clock_;
-  Catalog catalog_;
-  Topology network_;
-  std::unique_ptr<SqliteStore> store_;
-  int next_id_ = 0;
-  Platform platform_;
   Authenticator auth_;
   Api api_;
   std::map<Who, std::string> tokens_;

@@ -5,19 +5,14 @@
 
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
+#include "src/testing/platform_fixture.h"
 
 namespace cpn {
 namespace {
 
-class ApiTest : public ::testing::Test {
+class ApiTest : public ::testing::Test, protected testing::PlatformWorld {
  protected:
-  ApiTest()
-      : catalog_(testing::TestCatalog()),
-        network_(testing::TestTopology(catalog_)),
-        store_(std::move(SqliteStore::Open(":memory:")).value()),
-        platform_(*store_, clock_, catalog_, network_,
-                  [this] { return fmt::format("job-{:012x}", ++next_id_); }),
-        api_(platform_) {
+  ApiTest() : api_(platform_) {
     for (const auto& s : network_.sites()) {
       EXPECT_EQ(Call("POST", "/v1/sites", SiteToJson(s).dump()).status, 200);
     }
@@ -51,12 +46,6 @@ class ApiTest : public ::testing::Test {
       "run":{"command":"echo hi"}})";
   }
 
-  FakeClock clock_;
-  Catalog catalog_;
-  Topology network_;
-  std::unique_ptr<SqliteStore> store_;
-  int next_id_ = 0;
-  Platform platform_;
   Api api_;
 };
 

@@ -15,40 +15,19 @@
 #include "src/server/platform.h"
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
+#include "src/testing/platform_fixture.h"
 
 namespace cpn {
 namespace {
 
-class BillingTest : public ::testing::Test {
+class BillingTest : public ::testing::Test, protected testing::PlatformWorld {
  protected:
-  BillingTest()
-      : catalog_(testing::TestCatalog()),
-        network_(testing::TestTopology(catalog_)),
-        store_(std::move(SqliteStore::Open(":memory:")).value()),
-        platform_(*store_, clock_, catalog_, network_,
-                  [this] { return fmt::format("job-{:012x}", ++next_id_); }) {
+  BillingTest() {
     for (const auto& s : network_.sites()) EXPECT_TRUE(platform_.RegisterSite(SiteToJson(s)).ok());
   }
-  JobSpec Job(const std::string& tenant, int64_t cards, const std::string& accelerator) {
-    JobSpec j;
-    j.name = "train";
-    j.tenant = tenant;
-    j.accelerator = accelerator;
-    j.cards = cards;
-    j.work_fp16_eflop = 7.2;
-    j.dataset_site = j.home_site = "cpn:cn.bj/acme/bj-1";
-    j.dataset_gb = 100;
-    j.residency = Residency::kCountry;
-    j.policy = Policy::kCheapest;
-    j.command = "true";
-    return j;
+  static JobSpec Job(const std::string& tenant, int64_t cards, const std::string& accelerator) {
+    return TrainingJob(tenant, cards, accelerator);
   }
-  FakeClock clock_;
-  Catalog catalog_;
-  Topology network_;
-  std::unique_ptr<SqliteStore> store_;
-  int next_id_ = 0;
-  Platform platform_;
 };
 
 TEST_F(BillingTest, AFinishedJobIsChargedOnceAtItsOrderPrice) {

@@ -5,18 +5,14 @@
 
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
+#include "src/testing/platform_fixture.h"
 
 namespace cpn {
 namespace {
 
-class PlatformTest : public ::testing::Test {
+class PlatformTest : public ::testing::Test, protected testing::PlatformWorld {
  protected:
-  PlatformTest()
-      : catalog_(testing::TestCatalog()),
-        network_(testing::TestTopology(catalog_)),
-        store_(std::move(SqliteStore::Open(":memory:")).value()),
-        platform_(*store_, clock_, catalog_, network_,
-                  [this] { return fmt::format("job-{:012x}", ++next_id_); }) {}
+  PlatformTest() {}
 
   void RegisterAll() {
     for (const auto& s : network_.sites()) {
@@ -24,27 +20,7 @@ class PlatformTest : public ::testing::Test {
     }
   }
 
-  JobSpec Job(int64_t cards = 4) {
-    JobSpec j;
-    j.name = "train";
-    j.tenant = "t";
-    j.accelerator = "test-gpu";
-    j.cards = cards;
-    j.work_fp16_eflop = 7.2;
-    j.dataset_site = j.home_site = "cpn:cn.bj/acme/bj-1";
-    j.dataset_gb = 100;
-    j.residency = Residency::kCountry;
-    j.policy = Policy::kCheapest;
-    j.command = "true";
-    return j;
-  }
-
-  FakeClock clock_;
-  Catalog catalog_;
-  Topology network_;
-  std::unique_ptr<SqliteStore> store_;
-  int next_id_ = 0;
-  Platform platform_;
+  static JobSpec Job(int64_t cards = 4) { return TrainingJob("t", cards); }
 };
 
 TEST_F(PlatformTest, SubmitPlacesOnTheCheapestAllowedPoolAndHandsItToTheAgent) {

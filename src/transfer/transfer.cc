@@ -1039,18 +1039,22 @@ void TransferServer::Impl::Control(Socket& conn) {
   sessions.erase(id);
 }
 
-void TransferServer::Impl::Data(Socket& conn) {
+// The session a data connection names (a u32 length, then the id), or null.
+template <class T>
+std::shared_ptr<T> SessionNamedBy(Socket& conn, std::mutex& mu,
+                                  const std::map<std::string, std::shared_ptr<T>>& table) {
   char id_buf[64];
   auto id_len = conn.RecvU32();
-  if (!id_len.ok() || *id_len > sizeof id_buf) return;
-  if (!conn.RecvAll(id_buf, *id_len).ok()) return;
-  std::shared_ptr<Session> session;
-  {
-    std::lock_guard lock(mu);
-    auto it = sessions.find(std::string(id_buf, *id_len));
-    if (it == sessions.end()) return;
-    session = it->second;
-  }
+  if (!id_len.ok() || *id_len > sizeof id_buf) return nullptr;
+  if (!conn.RecvAll(id_buf, *id_len).ok()) return nullptr;
+  std::lock_guard lock(mu);
+  auto it = table.find(std::string(id_buf, *id_len));
+  return it == table.end() ? nullptr : it->second;
+}
+
+void TransferServer::Impl::Data(Socket& conn) {
+  std::shared_ptr<Session> session = SessionNamedBy(conn, mu, sessions);
+  if (session == nullptr) return;
   if (!ReceiveFrames(conn, *session, corrupt_next, nullptr)) return;
   (void)conn.SendU32(0);  // acknowledges the end: everything before it is written
 }
@@ -1097,17 +1101,8 @@ void TransferServer::Impl::ServePull(Socket& conn, const Json& offer) {
 }
 
 void TransferServer::Impl::PullData(Socket& conn) {
-  char id_buf[64];
-  auto id_len = conn.RecvU32();
-  if (!id_len.ok() || *id_len > sizeof id_buf) return;
-  if (!conn.RecvAll(id_buf, *id_len).ok()) return;
-  std::shared_ptr<Outgoing> out;
-  {
-    std::lock_guard lock(mu);
-    auto it = outgoing.find(std::string(id_buf, *id_len));
-    if (it == outgoing.end()) return;
-    out = it->second;
-  }
+  std::shared_ptr<Outgoing> out = SessionNamedBy(conn, mu, outgoing);
+  if (out == nullptr) return;
   auto want = conn.RecvMessage();
   if (!want.ok() || !(*want)["chunks"].is_array()) return;
   ChunkList work;
@@ -1186,6 +1181,13 @@ int ChooseStreams(int requested, double rtt_s) {
   const double in_flight_bytes = 10e9 / 8 * rtt_s;
   return static_cast<int>(
       std::clamp(std::ceil(in_flight_bytes / static_cast<double>(MaxSendBuffer())), 2.0, 8.0));
+}
+
+// The start of a data connection: its magic, then the session it serves.
+Status OpenDataConnection(Socket& conn, const char* magic, const std::string& session) {
+  CPN_RETURN_IF_ERROR(conn.SendAll(magic, 6));
+  CPN_RETURN_IF_ERROR(conn.SendU32(static_cast<uint32_t>(session.size())));
+  return conn.SendAll(session.data(), session.size());
 }
 
 Result<SslCtx> MaybeClientContext(const TransferOptions& options) {
@@ -1288,9 +1290,7 @@ Result<TransferStats> Push(const std::string& host, int port, const std::string&
           std::lock_guard lock(err_mu);
           stats.congestion = CongestionOf(conn->fd());
         }
-        Status s = conn->SendAll(kDataMagic, 6);
-        if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session.size()));
-        if (s.ok()) s = conn->SendAll(session.data(), session.size());
+        Status s = OpenDataConnection(*conn, kDataMagic, session);
         if (!s.ok()) return fail(s);
         s = SendChunks(*conn, *manifest, local, work, next, options.compress, pacer,
                        [&](uint64_t len, uint64_t wire) {
@@ -1420,9 +1420,7 @@ Result<TransferStats> Pull(const std::string& host, int port, const std::string&
           std::lock_guard lock(err_mu);
           stats.congestion = options.congestion;  // asked of the source, which sends
         }
-        Status s = conn->SendAll(kPullDataMagic, 6);
-        if (s.ok()) s = conn->SendU32(static_cast<uint32_t>(session_id.size()));
-        if (s.ok()) s = conn->SendAll(session_id.data(), session_id.size());
+        Status s = OpenDataConnection(*conn, kPullDataMagic, session_id);
         if (s.ok()) s = conn->SendMessage({{"chunks", want}});
         if (!s.ok()) return fail(s);
         bool stopped = false;
