@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <set>
 
@@ -50,12 +51,42 @@ Status Platform::LoadActiveLocked() {
   if (active_loaded_) return Status::Ok();
   auto active = store_.ListActiveJobs();
   if (!active.ok()) return active.status();
+  auto keys = store_.ListIdempotencyKeys();
+  if (!keys.ok()) return keys.status();
   busy_by_pool_.clear();
   active_keys_.clear();
   specs_.clear();
+  seen_keys_.assign(std::size_t{1} << 18, 0);
+  for (const auto& [tenant, key] : *keys) NoteKeyLocked(tenant, key);
   active_loaded_ = true;
   for (auto& j : *active) Remember(j);
   return Status::Ok();
+}
+
+namespace {
+
+// Four bit positions in a 2^24-bit filter for (tenant, key).
+std::array<uint32_t, 4> KeyProbes(const std::string& tenant, const std::string& key) {
+  const uint64_t h1 = std::hash<std::string>{}(tenant + '\n' + key);
+  const uint64_t h2 = (h1 >> 29 | h1 << 35) * 0x9E3779B97F4A7C15ull | 1;
+  std::array<uint32_t, 4> out{};
+  for (uint64_t i = 0; i < out.size(); ++i) {
+    out[i] = static_cast<uint32_t>((h1 + i * h2) & ((uint64_t{1} << 24) - 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+void Platform::NoteKeyLocked(const std::string& tenant, const std::string& key) {
+  for (uint32_t bit : KeyProbes(tenant, key)) seen_keys_[bit >> 6] |= uint64_t{1} << (bit & 63);
+}
+
+bool Platform::MaybeSeenKeyLocked(const std::string& tenant, const std::string& key) const {
+  for (uint32_t bit : KeyProbes(tenant, key)) {
+    if ((seen_keys_[bit >> 6] & (uint64_t{1} << (bit & 63))) == 0) return false;
+  }
+  return true;
 }
 
 void Platform::CountBusy(const JobRecord& job, int64_t sign) {
@@ -742,7 +773,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
     std::optional<JobRecord> earlier;
     if (auto it = active_keys_.find({spec.tenant, idempotency_key}); it != active_keys_.end()) {
       earlier = active_.at(it->second);
-    } else {
+    } else if (MaybeSeenKeyLocked(spec.tenant, idempotency_key)) {
       auto stored = store_.FindJobByIdempotencyKey(spec.tenant, idempotency_key);
       if (!stored.ok()) return stored.status();
       earlier = std::move(stored).value();
@@ -778,6 +809,7 @@ Result<JobRecord> Platform::Submit(const JobSpec& spec, const std::string& idemp
   std::vector<JobEvent> events = {Event(job.id, "pending", "submitted")};
   bool placed = false;
   if (auto event = ApplyDecisionLocked(job, spec, d, *snap, &placed)) events.push_back(*event);
+  if (!idempotency_key.empty()) NoteKeyLocked(spec.tenant, idempotency_key);
   std::vector<AuditRecord> audit_lines;
   if (audit != nullptr) {
     audit_lines.push_back(*audit);

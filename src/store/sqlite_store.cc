@@ -472,6 +472,17 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
   return tx.Commit();
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> SqliteStore::ListIdempotencyKeys() {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_, "SELECT tenant, idem_key FROM jobs WHERE idem_key != ''");
+  if (!s.ok()) return s.error();
+  std::vector<std::pair<std::string, std::string>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), s.Text(1));
+  if (rc != SQLITE_DONE) return s.error();
+  return out;
+}
+
 Status SqliteStore::PutQuota(const std::string& tenant, const Json& quota) {
   std::lock_guard lock(mu_);
   Stmt s(db_,

@@ -180,6 +180,9 @@ class Store {
   virtual Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
                                                                    const std::string& key) = 0;
   virtual Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) = 0;
+  // Every (tenant, idempotency key) ever stored, for the platform's filter
+  // of keys it has seen.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> ListIdempotencyKeys() = 0;
   // Jobs not yet in a terminal state, by id.
   virtual Result<std::vector<JobRecord>> ListActiveJobs() = 0;
   // Number of jobs in each state.

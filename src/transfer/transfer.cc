@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -45,6 +46,13 @@ constexpr uint32_t kFlagZstd = 1;                  // frame flag: payload is one
 constexpr uint32_t kMaxMessageBytes = 256u << 20;  // a manifest of ~1M chunks
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
+
+// sendfile() and TLS writes to a peer that has gone raise SIGPIPE, which
+// would end the process; a transfer wants EPIPE, an error it can report.
+void IgnoreSigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
+}
 
 // A socket closed on destruction.
 std::string TlsError() {
@@ -851,6 +859,7 @@ TransferServer::TransferServer(std::string root, std::string address, int port, 
 TransferServer::~TransferServer() { Stop(); }
 
 Result<int> TransferServer::Start() {
+  IgnoreSigpipe();
   if (!impl_->tls_config.cert_file.empty() || !impl_->tls_config.key_file.empty()) {
     SslCtx ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
     if (!ctx) return Internal("TLS: " + TlsError());
@@ -1215,6 +1224,7 @@ std::string TransferStats::ToJson() const {
 
 Result<TransferStats> Push(const std::string& host, int port, const std::string& source,
                            const std::string& dest, const TransferOptions& options) {
+  IgnoreSigpipe();
   const auto t0 = std::chrono::steady_clock::now();
   if (options.streams < 0 || options.streams > 64) {
     return InvalidArgument("streams: between 1 and 64 (0 chooses)");
@@ -1342,6 +1352,7 @@ Result<TransferStats> Push(const std::string& host, int port, const std::string&
 
 Result<TransferStats> Pull(const std::string& host, int port, const std::string& remote,
                            const std::string& dest_dir, const TransferOptions& options) {
+  IgnoreSigpipe();
   const auto t0 = std::chrono::steady_clock::now();
   if (options.streams < 0 || options.streams > 64) {
     return InvalidArgument("streams: between 1 and 64 (0 chooses)");
@@ -1461,6 +1472,7 @@ Result<TransferStats> Pull(const std::string& host, int port, const std::string&
 
 Result<TransferStats> Relay(const Endpoint& from, const std::string& path, const Endpoint& to,
                             const std::string& dest, const TransferOptions& options) {
+  IgnoreSigpipe();
   if (options.streams < 0 || options.streams > 64) {
     return InvalidArgument("streams: between 1 and 64 (0 chooses)");
   }

@@ -12,7 +12,9 @@
 // directory with the same guarantees (the puller is then the receiver), and
 // Relay asks one site's service to push a path to another site's, so data
 // moves site to site without passing through the caller. Optionally all over
-// TLS. The wire format is in docs/transfer-protocol.md. Blocking sockets and
+// TLS. The wire format is in docs/transfer-protocol.md. Every entry point
+// ignores SIGPIPE for the process, so a peer that goes away is an error
+// value, never a signal. Blocking sockets and
 // one thread per connection: a transfer has a handful of connections, not
 // thousands.
 #pragma once
