@@ -137,6 +137,7 @@ struct ServerOptions {
   std::string operator_token_file;  // default: <db>.operator-token
   std::string tls_cert, tls_key, tls_client_ca;
   double rate_limit_rps = 100, rate_limit_burst = 200;
+  int threads = 0;
   int64_t platform_fee_bps = 500;
 };
 
@@ -206,6 +207,7 @@ int RunServer(const ServerOptions& o) {
     return Fail(InvalidArgument("--tls-client-ca needs --tls-cert and --tls-key"));
   }
   hopts.address = o.listen;
+  hopts.threads = o.threads;
   hopts.port = static_cast<uint16_t>(o.port);
   net::HttpServer server(hopts, [&api](const net::HttpRequest& r) { return api.Handle(r); });
   auto port = server.Start();
@@ -544,6 +546,11 @@ int Main(int argc, char** argv) {
                    "on: every request needs a token (docs/security.md); off: every caller "
                    "acts as an operator (tests, one-user setups)")
       ->capture_default_str();
+  server_cmd
+      ->add_option("--threads", so.threads,
+                   "HTTP threads; handlers block while their write reaches the disk (default 0: "
+                   "six per core, at least eight)")
+      ->check(CLI::Range(0, 1024));
   server_cmd->add_option("--tls-cert", so.tls_cert,
                          "serve HTTPS with this certificate chain (PEM)");
   server_cmd->add_option("--tls-key", so.tls_key, "the private key (PEM) of --tls-cert");

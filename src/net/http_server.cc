@@ -225,7 +225,10 @@ Result<uint16_t> HttpServer::Start() {
   }
   uint16_t port = impl_->acceptor->local_endpoint().port();
   asio::co_spawn(impl_->ioc, Listen(impl_.get()), asio::detached);
-  for (int i = 0; i < std::max(1, impl_->options.threads); ++i) {
+  int threads = impl_->options.threads;
+  if (threads <= 0)
+    threads = std::max(8, 6 * static_cast<int>(std::thread::hardware_concurrency()));
+  for (int i = 0; i < threads; ++i) {
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   }
   return port;
