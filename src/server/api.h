@@ -7,10 +7,11 @@
 // needs a token, and every endpoint checks the caller's role and ownership
 // (docs/security.md has the matrix): a role that may never do something gets
 // 403; another tenant's job answers 404, exactly as a missing one, so ids
-// leak nothing. Every change, and every refused one, is written to the
-// audit log. Without an Authenticator (cpn server --auth off) every caller
-// acts as an operator. No sockets: tests call Handle() directly.
-// Thread-safe (Platform and Authenticator are). See docs/api.md.
+// leak nothing. Every change, and every change refused for want of
+// permission, is written to the audit log. Without an Authenticator
+// (cpn server --auth off) every caller acts as an operator. No sockets: tests
+// call Handle() directly. Thread-safe (Platform and Authenticator are). See
+// docs/api.md.
 #pragma once
 
 #include <atomic>
