@@ -14,6 +14,7 @@
 #include "src/server/platform.h"
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
+#include "src/testing/platform_fixture.h"
 
 namespace cpn {
 namespace {
@@ -22,17 +23,11 @@ constexpr const char* kBj = "cpn:cn.bj/acme/bj-1";
 constexpr const char* kNx = "cpn:cn.nx/acme/nx-1";
 constexpr const char* kSg = "cpn:sg.sg/acme/sg-1";
 
+// The shared training job without a dataset to move: nx-1 first (cheaper),
+// bj-1 next; never sg-1.
 JobSpec TrainJob() {
-  JobSpec j;
-  j.name = "train";
-  j.tenant = "t";
-  j.accelerator = "test-gpu";
-  j.cards = 4;
-  j.work_fp16_eflop = 7.2;
-  j.dataset_site = j.home_site = kBj;
-  j.residency = Residency::kCountry;  // nx-1 first (cheaper), bj-1 next; never sg-1
-  j.policy = Policy::kCheapest;
-  j.command = "true";
+  JobSpec j = testing::PlatformWorld::TrainingJob();
+  j.dataset_gb = 0;
   return j;
 }
 

@@ -16,14 +16,7 @@
 namespace cpn::testing {
 
 class PlatformWorld {
- protected:
-  PlatformWorld()
-      : catalog_(TestCatalog()),
-        network_(TestTopology(catalog_)),
-        store_(std::move(SqliteStore::Open(":memory:")).value()),
-        platform_(*store_, clock_, catalog_, network_,
-                  [this] { return fmt::format("job-{:012x}", ++next_id_); }) {}
-
+ public:
   // A 7.2 EFLOP training job with its 100 GB of data in Beijing (bj-1), to
   // stay in the country, cheapest first.
   static JobSpec TrainingJob(const std::string& tenant = "t", int64_t cards = 4,
@@ -41,6 +34,14 @@ class PlatformWorld {
     j.command = "true";
     return j;
   }
+
+ protected:
+  PlatformWorld()
+      : catalog_(TestCatalog()),
+        network_(TestTopology(catalog_)),
+        store_(std::move(SqliteStore::Open(":memory:")).value()),
+        platform_(*store_, clock_, catalog_, network_,
+                  [this] { return fmt::format("job-{:012x}", ++next_id_); }) {}
 
   FakeClock clock_;
   Catalog catalog_;
