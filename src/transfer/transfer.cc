@@ -581,6 +581,18 @@ struct Session {
   }
 };
 
+// Whether `path`, every link in it resolved, is `root` or lies below it. A
+// plain prefix test would let "/data" admit "/data2/x".
+bool ResolvesInside(const fs::path& path, const std::string& root) {
+  std::error_code path_ec, root_ec;
+  const std::string real = fs::weakly_canonical(path, path_ec).string();
+  std::string base = fs::weakly_canonical(root, root_ec).string();
+  if (path_ec || root_ec) return false;
+  if (real == base) return true;
+  if (base.empty() || base.back() != '/') base += '/';
+  return real.rfind(base, 0) == 0;
+}
+
 Status MakeParents(const std::string& path, const std::string& root) {
   std::error_code ec;
   fs::create_directories(fs::path(path).parent_path(), ec);
@@ -588,9 +600,7 @@ Status MakeParents(const std::string& path, const std::string& root) {
     return FailedPrecondition("cannot create " + fs::path(path).parent_path().string() + ": " +
                               ec.message());
   // A symbolic link planted inside the root must not lead out of it.
-  auto real = fs::weakly_canonical(fs::path(path).parent_path(), ec);
-  auto real_root = fs::weakly_canonical(root, ec);
-  if (ec || real.string().rfind(real_root.string(), 0) != 0) {
+  if (!ResolvesInside(fs::path(path).parent_path(), root)) {
     return InvalidArgument("path " + path + " resolves outside the site's data root");
   }
   return Status::Ok();
@@ -794,12 +804,10 @@ ChunkList Missing(Session& s) {
 Result<std::string> ServedPath(const std::string& root, const std::string& relative) {
   auto p = ResolveUnder(root, relative);
   if (!p.ok()) return p.status();
-  std::error_code ec;
-  auto real = fs::weakly_canonical(*p, ec);
-  auto real_root = fs::weakly_canonical(root, ec);
-  if (ec || real.string().rfind(real_root.string(), 0) != 0) {
+  if (!ResolvesInside(*p, root)) {
     return InvalidArgument("path " + relative + " resolves outside the site's data root");
   }
+  std::error_code ec;
   if (!fs::exists(fs::symlink_status(*p, ec))) {
     return NotFound("path " + relative + " does not exist in the site's data root");
   }

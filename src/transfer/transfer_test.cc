@@ -305,6 +305,27 @@ TEST_F(TransferTest, RelayMovesDataBetweenTwoServicesAndResumes) {
   EXPECT_NE(escape.status().message().find(".."), std::string::npos) << escape.status().ToString();
 }
 
+// Regression: the data root's check was a plain string prefix, so a link
+// inside "root" to a sibling "root2" passed it ("…/root2" starts with
+// "…/root"). Writing or reading through it is refused.
+TEST_F(TransferTest, ALinkToASiblingOfTheRootWithTheSamePrefixIsRefused) {
+  fs::create_directories(dir_ / "root2");
+  WriteRandom(dir_ / "root2/secret.bin", 100, 21);
+  fs::create_symlink(dir_ / "root2", dir_ / "root/sneak");
+  WriteRandom(dir_ / "src/in.bin", 100, 22);
+  auto pushed = Push("127.0.0.1", port_, (dir_ / "src/in.bin").string(), "sneak/x", Small());
+  ASSERT_FALSE(pushed.ok());
+  EXPECT_NE(pushed.status().message().find("resolves outside the site's data root"),
+            std::string::npos)
+      << pushed.status().ToString();
+  EXPECT_FALSE(fs::exists(dir_ / "root2/x/in.bin"));
+  auto pulled = Pull("127.0.0.1", port_, "sneak/secret.bin", (dir_ / "out").string(), Small());
+  ASSERT_FALSE(pulled.ok());
+  EXPECT_NE(pulled.status().message().find("resolves outside the site's data root"),
+            std::string::npos)
+      << pulled.status().ToString();
+}
+
 TEST(TransferTlsTest, AllOverTlsWithTheReceiversCertificateChecked) {
   fs::path dir = fs::path(::testing::TempDir()) / ("cpn-transfer-tls-" + std::to_string(getpid()));
   fs::remove_all(dir);
