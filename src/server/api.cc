@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <optional>
 #include <vector>
 
 #include "src/core/ids.h"
@@ -136,6 +137,11 @@ Json SiteRecordToJson(const SiteRecord& r) {
 std::string ProviderOf(const std::string& resource_id) {
   auto id = ParseResourceId(resource_id);
   return id.ok() ? id->ProviderId() : "";
+}
+
+// A provider acting on one of its own sites.
+bool OwnsSite(const Principal& who, const std::string& site_id) {
+  return who.role == Role::kProvider && ProviderOf(site_id) == who.subject;
 }
 
 HttpResponse Denied(const Principal& who, const std::string& what) {
@@ -415,7 +421,7 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
         if (!body.ok()) return ErrorResponse(body.status());
         const std::string sid = body->is_object() ? body->value("id", std::string()) : "";
         const bool own_site = who.role == Role::kSite && sid == who.subject;
-        const bool own_provider = who.role == Role::kProvider && ProviderOf(sid) == who.subject;
+        const bool own_provider = OwnsSite(who, sid);
         allow("site.register", sid,
               op         ? "operator"
               : own_site ? "site registers itself"
@@ -433,7 +439,7 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
       if (m != "POST") return method_not_allowed("POST");
       std::string id = "cpn:" + parts[2] + "/" + parts[3] + "/" + parts[4];
       allow("site." + parts[5], id, op ? "operator" : "provider owns the site");
-      if (!op && !(who.role == Role::kProvider && ProviderOf(id) == who.subject)) {
+      if (!op && !OwnsSite(who, id)) {
         return Denied(who, parts[5] + " site " + id.substr(0, 128));
       }
       auto r = platform_.SetDrained(id, parts[5] == "drain");
@@ -481,7 +487,7 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
       }
       if (m == "DELETE") {
         allow("site.deregister", id, op ? "operator" : "provider owns the site");
-        if (!op && !(who.role == Role::kProvider && ProviderOf(id) == who.subject)) {
+        if (!op && !OwnsSite(who, id)) {
           return Denied(who, "deregister site " + id.substr(0, 128));
         }
         Status s = platform_.DeregisterSite(id);
@@ -709,14 +715,18 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
     if (!op && !agent_report && who.role != Role::kTenant) {
       return Denied(who, "read or cancel jobs");
     }
+    // The job as read for a tenant's ownership check, so reading it once is enough.
+    std::optional<JobRecord> checked;
     if (!op && !agent_report) {
       // Another tenant's job reads exactly as a job that does not exist.
       auto job = platform_.GetJob(id);
       if (!job.ok()) return ErrorResponse(job.status());
       if (job->tenant != who.subject) return ErrorResponse(NotFound("job " + id + " not found"));
+      checked = std::move(job).value();
     }
     if (parts.size() == 3) {
       if (m != "GET") return method_not_allowed("GET");
+      if (checked) return JsonResponse(200, platform_.JobToJson(*checked));
       auto job = platform_.GetJob(id);
       if (!job.ok()) return ErrorResponse(job.status());
       return JsonResponse(200, platform_.JobToJson(*job));
