@@ -55,6 +55,7 @@ Status Platform::LoadActiveLocked() {
   auto keys = store_.ListIdempotencyKeys();
   if (!keys.ok()) return keys.status();
   busy_by_pool_.clear();
+  load_by_tenant_.clear();
   active_keys_.clear();
   specs_.clear();
   seen_keys_.assign(std::size_t{1} << 18, 0);
@@ -90,6 +91,16 @@ bool Platform::MaybeSeenKeyLocked(const std::string& tenant, const std::string& 
   return true;
 }
 
+void Platform::CountTenant(const JobRecord& job, int64_t sign) {
+  TenantLoad& load = load_by_tenant_[job.tenant];
+  const int64_t cards = sign * job.spec["resources"].value("cards", int64_t{0});
+  const std::string acc =
+      job.order.value("accelerator", job.spec["resources"].value("accelerator", ""));
+  load.cards["*"] += cards;
+  if (std::string c = AcceleratorClass(catalog_, acc); !c.empty()) load.cards[c] += cards;
+  load.committed_fen += sign * std::llround(job.order.value("total_cny", 0.0) * 100);
+}
+
 void Platform::CountBusy(const JobRecord& job, int64_t sign) {
   if (job.pool_id.empty()) return;
   int64_t& cards = busy_by_pool_[job.pool_id];
@@ -104,6 +115,7 @@ void Platform::Remember(const JobRecord& job) {
     // Cards given back: a waiting job may fit now.
     if (!it->second.pool_id.empty() && it->second.pool_id != job.pool_id) replan_ = true;
     CountBusy(it->second, -1);
+    CountTenant(it->second, -1);
   }
   if (IsTerminalState(job.state)) {
     if (it != active_.end()) active_.erase(it);
@@ -111,6 +123,7 @@ void Platform::Remember(const JobRecord& job) {
     specs_.erase(job.id);
   } else {
     CountBusy(job, +1);
+    CountTenant(job, +1);
     if (it != active_.end()) {
       it->second = job;
     } else {
@@ -712,16 +725,9 @@ Status Platform::CheckQuotaLocked(const JobSpec& spec, const sched::Decision& d)
   std::string job_class = AcceleratorClass(
       catalog_, !spec.accelerator.empty() ? spec.accelerator
                                           : (chosen != nullptr ? chosen->accelerator : ""));
-  std::map<std::string, int64_t> held;
-  double committed_cny = 0;
-  for (const auto& [id, j] : active_) {
-    if (j.tenant != spec.tenant) continue;
-    const int64_t cards = j.spec["resources"].value("cards", int64_t{0});
-    std::string acc = j.order.value("accelerator", j.spec["resources"].value("accelerator", ""));
-    held["*"] += cards;
-    if (std::string c = AcceleratorClass(catalog_, acc); !c.empty()) held[c] += cards;
-    committed_cny += j.order.value("total_cny", 0.0);
-  }
+  TenantLoad& load = load_by_tenant_[spec.tenant];
+  std::map<std::string, int64_t>& held = load.cards;
+  const double committed_cny = static_cast<double>(load.committed_fen) / 100;
   for (const auto& [cls, limit] : quota.max_cards) {
     if (cls != "*" && cls != job_class) continue;
     if (held[cls] + spec.cards > limit) {

@@ -272,6 +272,14 @@ class Platform {
   // read every active job from disk.
   std::map<std::string, JobRecord> active_;
   std::map<std::string, int64_t> busy_by_pool_;  // cards held by active_'s placed jobs
+  // What each tenant's active_ jobs hold, for quotas: cards by accelerator
+  // class and in all ("*"), and their orders' estimates in fen.
+  struct TenantLoad {
+    std::map<std::string, int64_t> cards;
+    int64_t committed_fen = 0;
+  };
+  std::map<std::string, TenantLoad> load_by_tenant_;
+  void CountTenant(const JobRecord& job, int64_t sign);
   bool active_loaded_ = false;
   // (tenant, idempotency key) -> id of unfinished jobs, so a retry that races
   // its first submission's commit finds it.
