@@ -174,12 +174,10 @@ int RunServer(const ServerOptions& o) {
   auto store = SqliteStore::Open(o.db);
   if (!store.ok()) return Fail(store.status());
   SystemClock clock;
-  std::mt19937_64 rng(std::random_device{}());
-  std::mutex rng_mu;
-  auto new_id = [&] {
-    std::lock_guard lock(rng_mu);
-    return fmt::format("job-{:012x}", rng() & 0xffffffffffffULL);
-  };
+  auto last_id = (*store)->LastJobId();
+  if (!last_id.ok()) return Fail(last_id.status());
+  JobIdSequence ids(JobIdNumber(*last_id).value_or(0));
+  auto new_id = [&] { return ids.Next(clock.NowMs()); };
   PlatformOptions popts;
   popts.heartbeat_timeout_ms = static_cast<int64_t>(o.heartbeat_timeout_s * 1000);
   popts.max_attempts = o.max_attempts;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace cpn {
@@ -92,6 +93,24 @@ bool IsValidJobId(std::string_view text) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
+}
+
+std::optional<uint64_t> JobIdNumber(std::string_view text) {
+  if (!IsValidJobId(text)) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : text.substr(4)) n = n * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  return n;
+}
+
+std::string JobIdSequence::Next(int64_t now_ms) {
+  constexpr uint64_t kMax = (uint64_t{1} << 48) - 1;
+  const uint64_t from_clock = static_cast<uint64_t>(std::max<int64_t>(now_ms, 0) / 1000) << 16;
+  std::lock_guard lock(mu_);
+  // Past the 48-bit range only if a store holds an id within a few of the
+  // top (the clock alone reaches it in 2106): start again from the clock
+  // rather than issue an invalid id; a collision is then refused by the store.
+  last_ = last_ >= kMax ? from_clock : std::max(last_ + 1, from_clock);
+  return fmt::format("job-{:012x}", last_ & kMax);
 }
 
 }  // namespace cpn

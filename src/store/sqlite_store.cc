@@ -472,6 +472,16 @@ Status SqliteStore::WriteJobs(const std::vector<JobWrite>& writes) {
   return tx.Commit();
 }
 
+Result<std::string> SqliteStore::LastJobId() {
+  std::lock_guard lock(*read_mu_);
+  Stmt s(read_db_, "SELECT id FROM jobs ORDER BY id DESC LIMIT 1");
+  if (!s.ok()) return s.error();
+  int rc = s.Step();
+  if (rc == SQLITE_ROW) return s.Text(0);
+  if (rc != SQLITE_DONE) return s.error();
+  return std::string();
+}
+
 Result<std::vector<std::pair<std::string, std::string>>> SqliteStore::ListIdempotencyKeys() {
   std::lock_guard lock(*read_mu_);
   Stmt s(read_db_, "SELECT tenant, idem_key FROM jobs WHERE idem_key != ''");

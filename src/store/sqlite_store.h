@@ -34,6 +34,7 @@ class SqliteStore final : public Store {
   Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
                                                            const std::string& key) override;
   Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) override;
+  Result<std::string> LastJobId() override;
   Result<std::vector<std::pair<std::string, std::string>>> ListIdempotencyKeys() override;
   Result<std::vector<JobRecord>> ListActiveJobs() override;
   Result<std::vector<JobRecord>> ListJobsFinishedSince(int64_t ms) override;

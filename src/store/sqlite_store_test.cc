@@ -56,6 +56,16 @@ TEST(SqliteStore, JobsAndEventsSurviveReopen) {
             StatusCode::kNotFound);
 }
 
+TEST(SqliteStore, LastJobIdIsTheGreatest) {
+  auto s = SqliteStore::Open(TempDb());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(*(*s)->LastJobId(), "");
+  for (const char* id : {"job-00000000000a", "job-0000000000ff", "job-000000000010"}) {
+    ASSERT_TRUE((*s)->CreateJob(Job(id, "a"), JobEvent{0, id, 1, "pending", "submitted"}).ok());
+  }
+  EXPECT_EQ(*(*s)->LastJobId(), "job-0000000000ff");
+}
+
 TEST(SqliteStore, ListingPagesAndFilters) {
   auto s = SqliteStore::Open(TempDb());
   ASSERT_TRUE(s.ok());

@@ -180,6 +180,9 @@ class Store {
   virtual Result<std::optional<JobRecord>> FindJobByIdempotencyKey(const std::string& tenant,
                                                                    const std::string& key) = 0;
   virtual Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter) = 0;
+  // The greatest job id stored, or "" when there is none: the server's
+  // JobIdSequence starts after it.
+  virtual Result<std::string> LastJobId() = 0;
   // Every (tenant, idempotency key) ever stored, for the platform's filter
   // of keys it has seen.
   virtual Result<std::vector<std::pair<std::string, std::string>>> ListIdempotencyKeys() = 0;
