@@ -5,6 +5,7 @@ set -euo pipefail
 PACKAGES=(g++ cmake pkg-config ninja-build ccache curl
   libboost-dev nlohmann-json3-dev libsqlite3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libglpk-dev libxxhash-dev libzstd-dev libssl-dev openssl
+  libgoogle-perftools-dev
   clang libclang-rt-14-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
