@@ -19,7 +19,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +78,21 @@ Run Measure(int clients, int per_client, F one) {
   for (auto& t : threads) t.join();
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return run;
+}
+
+// CPU seconds (user + system) a process has used so far, from /proc.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/stat", pid));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 }  // namespace
@@ -166,7 +183,10 @@ int main(int argc, char** argv) {
     return r.ok() && r->status == 201;
   };
   Measure(clients, 25, [&](int c, int i) { return submit(c + 1000, i); });  // warm-up
+  const double cpu_before_s = CpuSeconds(*server);
   Run cpn_run = Measure(clients, cpn_jobs / clients, submit);
+  const double server_cpu_us = (CpuSeconds(*server) - cpu_before_s) * 1e6 /
+                               static_cast<double>(std::max<int64_t>(cpn_run.ok, 1));
   stop = true;
   agent.join();
   cli::Stop(*server, 3000);
@@ -200,13 +220,15 @@ int main(int argc, char** argv) {
               static_cast<long long>(slurm_run.ok), static_cast<long long>(slurm_run.failed),
               slurm_run.Rate(), slurm_run.Percentile(0.5), slurm_run.Percentile(0.99),
               slurm_run.Percentile(1.0));
+  std::printf("cpn server CPU per submission: %.0f µs\n", server_cpu_us);
   std::printf("ratio cpn / sbatch: %.1fx (target at least 10x)\n", ratio);
   std::printf(
       "{\"bench\":\"submit\",\"clients\":%d,\"cpn\":{\"ok\":%lld,\"failed\":%lld,\"per_s\":%.1f,"
-      "\"p50_ms\":%.3f,\"p99_ms\":%.3f},\"sbatch\":{\"ok\":%lld,\"failed\":%lld,\"per_s\":%.1f,"
+      "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"server_cpu_us\":%.0f},\"sbatch\":{\"ok\":%lld,\"failed\":%"
+      "lld,\"per_s\":%.1f,"
       "\"p50_ms\":%.3f,\"p99_ms\":%.3f},\"ratio_cpn_vs_sbatch\":%.2f,\"target_ratio\":10}\n",
       clients, static_cast<long long>(cpn_run.ok), static_cast<long long>(cpn_run.failed),
-      cpn_run.Rate(), cpn_run.Percentile(0.5), cpn_run.Percentile(0.99),
+      cpn_run.Rate(), cpn_run.Percentile(0.5), cpn_run.Percentile(0.99), server_cpu_us,
       static_cast<long long>(slurm_run.ok), static_cast<long long>(slurm_run.failed),
       slurm_run.Rate(), slurm_run.Percentile(0.5), slurm_run.Percentile(0.99), ratio);
   fs::remove_all(dir);

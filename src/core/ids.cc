@@ -98,7 +98,8 @@ bool IsValidJobId(std::string_view text) {
 std::optional<uint64_t> JobIdNumber(std::string_view text) {
   if (!IsValidJobId(text)) return std::nullopt;
   uint64_t n = 0;
-  for (char c : text.substr(4)) n = n * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  for (char c : text.substr(4))
+    n = n * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
   return n;
 }
 

