@@ -546,8 +546,8 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   server_cmd
       ->add_option("--threads", so.threads,
-                   "HTTP threads; handlers block while their write reaches the disk (default 0: "
-                   "six per core, at least eight)")
+                   "HTTP threads, each with its own connections; agents' reports block theirs "
+                   "while their write reaches the disk (default 0: six per core, at least eight)")
       ->check(CLI::Range(0, 1024));
   server_cmd->add_option("--tls-cert", so.tls_cert,
                          "serve HTTPS with this certificate chain (PEM)");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -39,6 +40,12 @@ struct HttpResponse {
   // A handler that has nothing yet for a long poll sets this to how long the
   // client asked to wait; the server calls it again until then.
   int64_t wait_up_to_ms = 0;
+  // Set by a handler whose answer may go out only once work elsewhere is
+  // done (a submission's disk sync), so that its thread need not wait: the
+  // server calls it with a function for that work to call when done, and
+  // then sends this response if the status is ok, a 503 with its message
+  // if not. That function may be called on any thread.
+  std::function<void(std::function<void(Status)>)> send_after;
 };
 
 // Parses one complete HTTP/1.1 request from `wire` exactly as the server
@@ -47,6 +54,13 @@ struct HttpResponse {
 // header or body over its limit, InvalidArgument for anything malformed or
 // incomplete. For tests and fuzzing of the server's input path.
 Result<HttpRequest> ParseHttpRequest(std::string_view wire, uint64_t max_body_bytes = 1 << 20);
+
+// The response the server sends when a response's send_after work fails:
+// 503 with the status's message.
+HttpResponse SendAfterFailed(const Status& status);
+// For callers without the server's event loop (tests, fuzzers): waits for
+// `r.send_after`'s work, blocking, and returns what the server would send.
+HttpResponse AwaitSendAfter(HttpResponse r);
 
 // Splits "/v1/jobs?limit=5&state=running" into path and decoded query params.
 std::string PathOf(const std::string& target);

@@ -8,7 +8,11 @@
 #include <boost/beast.hpp>
 #include <boost/beast/ssl.hpp>
 #include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <utility>  // before Asio: g++ 12 + C++20 awaitable.hpp needs std::exchange
 #include <vector>
@@ -28,22 +32,74 @@ namespace ssl = asio::ssl;
 // with one io_context run by many threads. That handoff's wake-ups were a
 // fifth of the server's CPU; without it bench/run submit went from about 6,200
 // to 7,200 submissions/s with 8 clients, server CPU from 175 to 135 µs each.
+struct Worker;
+
+// A response waiting for its send_after work. The work's callback may come
+// on any thread and resumes the connection's coroutine on its own worker; a
+// server that stops first releases the coroutine itself (Worker::waiting).
+struct Deferred {
+  std::mutex mu;
+  Worker* worker = nullptr;      // null once the server has stopped
+  std::function<void()> resume;  // the suspended coroutine's continuation
+  std::optional<Status> result;
+};
+
+// Members in order of destruction last to first: the loop goes before what
+// its connections' coroutines touch as they are destroyed with it.
 struct Worker {
+  std::atomic<int> connections{0};
+  // Responses of this worker's connections waiting for their work; touched
+  // only on the worker's thread, or after it has stopped.
+  std::set<std::shared_ptr<Deferred>> waiting;
   asio::io_context ioc{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> keep_running{
       ioc.get_executor()};
-  std::atomic<int> connections{0};
 };
 
+// Suspends the calling coroutine, not its thread, until `start`'s work calls
+// back; returns the work's status.
+asio::awaitable<Status> AwaitWork(Worker* worker,
+                                  std::function<void(std::function<void(Status)>)> start) {
+  auto d = std::make_shared<Deferred>();
+  d->worker = worker;
+  co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
+      [&](auto handler) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        d->resume = [h] { (*h)(); };
+        worker->waiting.insert(d);
+        start([d](Status s) {
+          std::lock_guard lock(d->mu);
+          d->result = std::move(s);
+          if (d->worker == nullptr) return;
+          asio::post(d->worker->ioc, [d] {
+            std::function<void()> resume;
+            {
+              std::lock_guard lock(d->mu);
+              if (d->worker == nullptr) return;
+              d->worker->waiting.erase(d);
+              resume = std::move(d->resume);
+            }
+            if (resume) resume();
+          });
+        });
+      },
+      asio::use_awaitable);
+  std::lock_guard lock(d->mu);
+  co_return *d->result;
+}
+
+// Destroyed in reverse: the listener's loop (whose pending accept names a
+// worker's loop) before the workers, the workers before what their
+// connections use.
 struct HttpServer::Impl {
   HttpServerOptions options;
   HttpHandler handler;
-  asio::io_context accept_ioc{1};  // the listener's own loop
+  std::optional<ssl::context> tls;
+  std::atomic<bool> stopped{false};
   std::vector<std::unique_ptr<Worker>> workers;
+  asio::io_context accept_ioc{1};  // the listener's own loop
   std::optional<tcp::acceptor> acceptor;
   std::vector<std::thread> threads;
-  std::atomic<bool> stopped{false};
-  std::optional<ssl::context> tls;
 };
 
 namespace {
@@ -85,8 +141,8 @@ std::string ClientCommonName(SSL* ssl) {
 
 // One connection's requests, over plain TCP or TLS.
 template <class Stream>
-asio::awaitable<void> Serve(HttpServer::Impl* impl, Stream& stream, std::string peer,
-                            std::string client_cn) {
+asio::awaitable<void> Serve(HttpServer::Impl* impl, Worker* worker, Stream& stream,
+                            std::string peer, std::string client_cn) {
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -138,6 +194,11 @@ asio::awaitable<void> Serve(HttpServer::Impl* impl, Stream& stream, std::string 
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       resp = impl->handler(req);
     }
+    if (resp.send_after) {
+      Status done = co_await AwaitWork(worker, std::move(resp.send_after));
+      resp.send_after = nullptr;
+      if (!done.ok()) resp = SendAfterFailed(done);
+    }
     bool keep_alive = keep_alive_asked;
     auto res = ToBeast(resp, version, keep_alive);
     beast::get_lowest_layer(stream).expires_after(
@@ -160,7 +221,7 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, Worker* worker, tcp::socke
   }
   if (!impl->tls) {
     beast::tcp_stream stream(std::move(socket));
-    co_await Serve(impl, stream, peer, "");
+    co_await Serve(impl, worker, stream, peer, "");
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     co_return;
@@ -171,7 +232,7 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, Worker* worker, tcp::socke
   co_await stream.async_handshake(ssl::stream_base::server,
                                   asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return;  // not TLS, or a certificate that does not verify
-  co_await Serve(impl, stream, peer, ClientCommonName(stream.native_handle()));
+  co_await Serve(impl, worker, stream, peer, ClientCommonName(stream.native_handle()));
   beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
   co_await stream.async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
 }
@@ -179,8 +240,8 @@ asio::awaitable<void> Session(HttpServer::Impl* impl, Worker* worker, tcp::socke
 asio::awaitable<void> Listen(HttpServer::Impl* impl) {
   for (;;) {
     beast::error_code ec;
-    // Handlers block their thread (a submission waits for its disk sync),
-    // so a new connection goes to the thread serving fewest.
+    // Some handlers block their thread (a report waits for its write), so
+    // a new connection goes to the thread serving fewest.
     Worker* worker = impl->workers.front().get();
     for (const auto& w : impl->workers) {
       if (w->connections < worker->connections) worker = w.get();
@@ -270,6 +331,19 @@ void HttpServer::Stop() {
   for (auto& w : impl_->workers) w->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // Responses still waiting for their work: their callbacks, whenever they
+  // come, find no worker; their coroutines end here, while their loop exists.
+  for (auto& w : impl_->workers) {
+    for (const auto& d : w->waiting) {
+      std::function<void()> resume;
+      {
+        std::lock_guard lock(d->mu);
+        d->worker = nullptr;
+        resume = std::move(d->resume);
+      }
+    }
+    w->waiting.clear();
+  }
 }
 
 }  // namespace cpn::net

@@ -27,12 +27,11 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 struct HttpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;
-  // Handlers block (a submission waits for its disk sync), so concurrency is
-  // threads: enough that requests arriving during one sync share the next,
-  // few enough that two cores do not spend their time switching between
-  // them (bench/run submit: 16 threads on 2 cores ran ~30% slower than 6-12).
-  // A thread's connections wait for each other's handlers, so with more
-  // busy connections than threads a slow request delays its neighbours.
+  // Some handlers block their thread (an agent's report waits for its
+  // write to reach the disk; a submission does not, see
+  // HttpResponse::send_after), so there are more threads than cores, but few
+  // enough that two cores do not spend their time switching between them.
+  // A thread's connections wait for each other's blocking handlers.
   // 0: six per core, at least eight.
   int threads = 0;
   uint64_t max_body_bytes = 1 << 20;

@@ -3,9 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "src/net/http_client.h"
 #include "src/net/http_server.h"
@@ -69,6 +74,84 @@ TEST(HttpClientTest, AConnectionTheServerDroppedIsReplaced) {
   auto refused = client2->Send("GET", "/x");
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("127.0.0.1:1"), std::string::npos);
+}
+
+// A handler whose response waits for work elsewhere (send_after): "/slow"
+// parks the work's callback for the test to call; "/fast" answers at once.
+struct ParkedWork {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::function<void(Status)>> callbacks;
+
+  HttpResponse Handle(const HttpRequest& r) {
+    HttpResponse out;
+    out.body = r.target;
+    if (r.target == "/slow") {
+      out.send_after = [this](std::function<void(Status)> done) {
+        std::lock_guard lock(mu);
+        callbacks.push_back(std::move(done));
+        cv.notify_all();
+      };
+    }
+    return out;
+  }
+  std::function<void(Status)> Next() {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return !callbacks.empty(); });
+    auto done = std::move(callbacks.front());
+    callbacks.erase(callbacks.begin());
+    return done;
+  }
+};
+
+TEST(HttpServerTest, AResponseWaitingForItsWorkDoesNotHoldItsThread) {
+  ParkedWork work;
+  HttpServerOptions o = Options(0);
+  o.threads = 1;  // every connection on the one thread
+  HttpServer server(o, [&](const HttpRequest& r) { return work.Handle(r); });
+  auto port = server.Start();
+  ASSERT_TRUE(port.ok());
+  const std::string url = "http://127.0.0.1:" + std::to_string(*port);
+  auto slow =
+      std::async(std::launch::async, [&] { return HttpClient::Create(url)->Send("GET", "/slow"); });
+  auto slow_done = work.Next();  // the slow request is parked
+  // The same thread answers another connection meanwhile.
+  auto fast = HttpClient::Create(url)->Send("GET", "/fast");
+  ASSERT_TRUE(fast.ok()) << fast.status().ToString();
+  EXPECT_EQ(fast->body, "/fast");
+  EXPECT_EQ(slow.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  slow_done(Status::Ok());  // from another thread than the server's
+  auto answered = slow.get();
+  ASSERT_TRUE(answered.ok()) << answered.status().ToString();
+  EXPECT_EQ(answered->status, 200);
+  EXPECT_EQ(answered->body, "/slow");
+
+  // Work that fails: 503 with its message, and the connection still serves.
+  auto client = HttpClient::Create(url);
+  auto failing = std::async(std::launch::async, [&] { return client->Send("GET", "/slow"); });
+  work.Next()(Unavailable("the disk is gone"));
+  auto refused = failing.get();
+  ASSERT_TRUE(refused.ok());
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_NE(refused->body.find("the disk is gone"), std::string::npos) << refused->body;
+  EXPECT_EQ(client->Send("GET", "/fast")->status, 200);
+}
+
+TEST(HttpServerTest, StoppingWhileAResponseWaitsIsSafe) {
+  ParkedWork work;
+  HttpServerOptions o = Options(0);
+  o.threads = 1;
+  auto server =
+      std::make_unique<HttpServer>(o, [&](const HttpRequest& r) { return work.Handle(r); });
+  auto port = server->Start();
+  ASSERT_TRUE(port.ok());
+  auto client = HttpClient::Create("http://127.0.0.1:" + std::to_string(*port));
+  auto slow = std::async(std::launch::async, [&] { return client->Send("GET", "/slow"); });
+  auto late = work.Next();
+  server.reset();  // stops, and closes the waiting connection
+  auto r = slow.get();
+  EXPECT_FALSE(r.ok() && r->status == 200);  // never answered as done
+  late(Status::Ok());                        // after the server is gone: ignored
 }
 
 TEST(ParseHttpRequest, ReadsWhatTheServerReadsAndRefusesTheRest) {

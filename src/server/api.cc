@@ -674,11 +674,20 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
         line.outcome = "ok";
         line.detail = audit->rule;
         bool replayed = false;
-        auto job = platform_.Submit(*spec, req.Header("idempotency-key"), &replayed, &line);
+        uint64_t durable_seq = 0;
+        auto job = platform_.SubmitNoWait(*spec, req.Header("idempotency-key"), &replayed, &line,
+                                          &durable_seq);
         audit->written = true;  // with the job, in its transaction (or a replay: nothing new)
         if (!job.ok()) return ErrorResponse(job.status());
         HttpResponse resp = JsonResponse(replayed ? 200 : 201, platform_.JobToJson(*job));
         if (replayed) resp.headers["Idempotent-Replayed"] = "true";
+        // Acknowledged once on disk; the thread serves others meanwhile.
+        resp.send_after = [this, durable_seq](std::function<void(Status)> done) {
+          platform_.WhenDurable(durable_seq, [this, done = std::move(done)](Status s) {
+            if (!s.ok()) server_errors_++;
+            done(s);
+          });
+        };
         return resp;
       }
       if (m == "GET") {

@@ -66,7 +66,7 @@ class ApiAuthTest : public ::testing::Test, protected testing::PlatformWorld {
     r.peer = "10.0.0.7:4242";
     if (!content_type.empty()) r.headers["content-type"] = content_type;
     if (who != kAnon) r.headers["authorization"] = "Bearer " + tokens_[who];
-    return api_.Handle(r);
+    return net::AwaitSendAfter(api_.Handle(r));
   }
   // A job of tenant acme that can only run on nx-1 (the only test-npu pool).
   std::string JobBody(const std::string& tenant = "acme") {

@@ -26,7 +26,7 @@ class ApiTest : public ::testing::Test, protected testing::PlatformWorld {
     r.target = target;
     r.body = body;
     if (!content_type.empty()) r.headers["content-type"] = content_type;
-    return api_.Handle(r);
+    return net::AwaitSendAfter(api_.Handle(r));
   }
 
   // Asserts the one error shape and returns the message.

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/core/catalog.h"
@@ -120,6 +121,10 @@ class Platform {
  public:
   Platform(Store& store, const Clock& clock, const Catalog& catalog, const Topology& network,
            std::function<std::string()> new_job_id, PlatformOptions options = {});
+  // Commits the writes still queued first.
+  ~Platform();
+  Platform(const Platform&) = delete;
+  Platform& operator=(const Platform&) = delete;
 
   const Catalog& catalog() const { return catalog_; }
 
@@ -149,6 +154,16 @@ class Platform {
   // `audit`, if given, is written in the same transaction as the new job.
   Result<JobRecord> Submit(const JobSpec& job, const std::string& idempotency_key = "",
                            bool* replayed = nullptr, const AuditRecord* audit = nullptr);
+  // The same without waiting for the disk: the job (or a replay) as it will
+  // be stored, and in *durable_seq the write to pass to WhenDurable before
+  // acknowledging it. The API answers this way, so no thread waits for a
+  // sync.
+  Result<JobRecord> SubmitNoWait(const JobSpec& job, const std::string& idempotency_key,
+                                 bool* replayed, const AuditRecord* audit, uint64_t* durable_seq);
+  // Calls `done` once write `seq` and every write before it are on disk
+  // (Ok), or the store failed (its error): on the committing thread, or at
+  // once on the caller's if that is already known. `done` must not block.
+  void WhenDurable(uint64_t seq, std::function<void(Status)> done);
   Result<JobRecord> GetJob(const std::string& id);
   Result<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
   Result<JobRecord> Cancel(const std::string& id);
@@ -238,14 +253,15 @@ class Platform {
   Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> EnqueueLocked(JobWrite write);
-  // Returns once write `seq` and every write before it are on disk. The
-  // first waiter to find no commit in progress writes everything queued in
-  // one transaction (it needs no mu_, so callers may hold it). A failed
-  // commit leaves active_ ahead of the store: every later write is refused
-  // until a restart reloads the truth from the store (as LevelDB does with
-  // a background error).
+  // Returns once write `seq` and every write before it are on disk (needs
+  // no mu_, so callers may hold it). A failed commit leaves active_ ahead of
+  // the store: every later write is refused until a restart reloads the
+  // truth from the store (as LevelDB does with a background error).
   Status WaitDurable(uint64_t seq);
   uint64_t LastQueuedSeq();
+  // The group commit's thread: commits everything queued in one
+  // transaction (one disk sync) while the next writes queue.
+  void CommitLoop();
   // The job as the platform knows it now: active_ first, else the store.
   Result<JobRecord> FindLocked(const std::string& id);
   // The job's parsed spec, cached while it is unfinished.
@@ -307,13 +323,16 @@ class Platform {
   double last_round_s_ = 0;
   std::chrono::steady_clock::time_point last_round_end_{};
   std::mutex mu_;
-  // Group commit queue (see WaitDurable); taken after mu_, never before.
+  // Group commit queue (see CommitLoop); taken after mu_, never before.
   std::mutex log_mu_;
-  std::condition_variable log_cv_;
+  std::condition_variable log_queued_cv_;   // wakes the committer
+  std::condition_variable log_durable_cv_;  // wakes WaitDurable
   std::vector<JobWrite> log_queue_;
   uint64_t log_queued_ = 0, log_durable_ = 0;
-  bool log_writing_ = false;
+  bool committer_idle_ = false, stopping_ = false;
+  std::multimap<uint64_t, std::function<void(Status)>> log_waiters_;  // by write
   Status log_error_;
+  std::thread committer_;
   sched::BatchScheduler batch_;
 };
 

@@ -2,6 +2,12 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <future>
 
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
@@ -240,6 +246,74 @@ TEST_F(PlatformTest, DeregisteredSitesDisappear) {
   EXPECT_EQ(platform_.Heartbeat("cpn:cn.nx/acme/nx-1", Json::object()).status().code(),
             StatusCode::kNotFound);
   EXPECT_EQ(platform_.Submit(Job())->pool_id, "cpn:cn.bj/acme/bj-1/gpu");
+}
+
+TEST_F(PlatformTest, AnUnwaitedSubmissionIsAcknowledgedOnceDurable) {
+  RegisterAll();
+  uint64_t seq = 0;
+  bool replayed = false;
+  auto job = platform_.SubmitNoWait(Job(), "key-1", &replayed, nullptr, &seq);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_FALSE(replayed);
+  std::promise<Status> durable;
+  platform_.WhenDurable(seq, [&](Status s) { durable.set_value(s); });
+  auto acked = durable.get_future();
+  ASSERT_EQ(acked.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(acked.get().ok());
+  auto stored = store_->GetJob(job->id);
+  ASSERT_TRUE(stored.ok() && stored->has_value());  // on disk when acknowledged
+  // Already durable: called at once, on the caller's thread.
+  bool now = false;
+  platform_.WhenDurable(seq, [&](Status s) { now = s.ok(); });
+  EXPECT_TRUE(now);
+  // A retry with the key replays the job, to be acknowledged like the first.
+  uint64_t replay_seq = 0;
+  auto again = platform_.SubmitNoWait(Job(), "key-1", &replayed, nullptr, &replay_seq);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ(again->id, job->id);
+  EXPECT_GE(replay_seq, seq);
+}
+
+// A commit that fails fails every write waiting for it, and the platform
+// then refuses changes rather than acknowledge what it could not store.
+TEST(PlatformStoreFailure, AFailedCommitFailsItsWaitersAndLaterChanges) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / fmt::format("cpn-commit-fail-{}", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string db = (dir / "cpn.db").string();
+  FakeClock clock;
+  Catalog catalog = testing::TestCatalog();
+  Topology network = testing::TestTopology(catalog);
+  auto store = SqliteStore::Open(db);
+  ASSERT_TRUE(store.ok());
+  int next = 0;
+  Platform platform(**store, clock, catalog, network,
+                    [&] { return fmt::format("job-{:012x}", ++next); });
+  for (const auto& s : network.sites()) ASSERT_TRUE(platform.RegisterSite(SiteToJson(s)).ok());
+  ASSERT_TRUE(platform.Submit(testing::PlatformWorld::TrainingJob()).ok());
+  // Another process breaks the database under the platform.
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "DROP TABLE job_events", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+
+  uint64_t seq = 0;
+  auto job =
+      platform.SubmitNoWait(testing::PlatformWorld::TrainingJob(), "", nullptr, nullptr, &seq);
+  ASSERT_TRUE(job.ok());  // accepted in memory, not yet acknowledged
+  std::promise<Status> durable;
+  platform.WhenDurable(seq, [&](Status s) { durable.set_value(s); });
+  Status outcome = durable.get_future().get();
+  EXPECT_EQ(outcome.code(), StatusCode::kUnavailable);
+  EXPECT_NE(outcome.message().find("could not write to its store"), std::string::npos)
+      << outcome.ToString();
+  auto later = platform.Submit(testing::PlatformWorld::TrainingJob());
+  EXPECT_EQ(later.status().code(), StatusCode::kUnavailable);
+  bool failed_at_once = false;
+  platform.WhenDurable(seq + 1, [&](Status s) { failed_at_once = !s.ok(); });
+  EXPECT_TRUE(failed_at_once);
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto req = cpn::net::ParseHttpRequest(std::string_view(reinterpret_cast<const char*>(data), size),
                                         64 * 1024);
   if (!req.ok()) return 0;
-  cpn::net::HttpResponse resp = world->api.Handle(*req);
+  cpn::net::HttpResponse resp = cpn::net::AwaitSendAfter(world->api.Handle(*req));
   if (resp.status < 200 || resp.status > 599) std::abort();
   if (resp.status >= 400 && resp.content_type == "application/json") {
     auto j = cpn::Json::parse(resp.body, nullptr, false);
