@@ -682,11 +682,10 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
         HttpResponse resp = JsonResponse(replayed ? 200 : 201, platform_.JobToJson(*job));
         if (replayed) resp.headers["Idempotent-Replayed"] = "true";
         // Acknowledged once on disk; the thread serves others meanwhile.
-        resp.send_after = [this, durable_seq](std::function<void(Status)> done) {
-          platform_.WhenDurable(durable_seq, [this, done = std::move(done)](Status s) {
-            if (!s.ok()) server_errors_++;
-            done(s);
-          });
+        // (The callback may outlive this Api, so it captures only the
+        // platform, which outlives every server.)
+        resp.send_after = [&platform = platform_, durable_seq](std::function<void(Status)> done) {
+          platform.WhenDurable(durable_seq, std::move(done));
         };
         return resp;
       }
