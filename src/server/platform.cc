@@ -269,10 +269,16 @@ Result<uint64_t> Platform::QueueUpdateLocked(const JobRecord& job, const JobEven
   return *seq;
 }
 
-Status Platform::UpdateLocked(const JobRecord& job, const JobEvent& event) {
-  auto seq = QueueUpdateLocked(job, event);
-  if (!seq.ok()) return seq.status();
-  return WaitDurable(*seq);
+template <typename Change>
+auto Platform::ChangeDurably(Change change) -> decltype(change()) {
+  std::unique_lock lock(mu_);
+  auto result = change();
+  const uint64_t seq = LastQueuedSeq();
+  lock.unlock();
+  if (!result.ok()) return result;
+  Status durable = WaitDurable(seq);
+  if (!durable.ok()) return durable;
+  return result;
 }
 
 Result<JobRecord> Platform::FindLocked(const std::string& id) {
@@ -634,16 +640,6 @@ Result<Json> Platform::Quote(const JobSpec& job) {
   return sched::DecisionToJson(d, job, effective_, (*snap->net));
 }
 
-Status Platform::PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed) {
-  auto spec = JobSpecFromJson(job.spec, catalog_);
-  if (!spec.ok()) return spec.status();
-  sched::SchedulerInput in{&effective_, snap.net.get(), &snap.loads};
-  sched::Decision d = sched::Decide(*spec, in);
-  std::optional<JobEvent> event = ApplyDecisionLocked(job, *spec, d, snap, placed);
-  if (!event) return Status::Ok();
-  return UpdateLocked(job, *event);
-}
-
 std::optional<JobEvent> Platform::ApplyDecisionLocked(JobRecord& job, const JobSpec& spec,
                                                       const sched::Decision& d, Snapshot& snap,
                                                       bool* placed) {
@@ -908,7 +904,10 @@ Result<std::vector<JobEvent>> Platform::Events(const std::string& id) {
 
 Result<JobRecord> Platform::Cancel(const std::string& id) {
   if (!IsValidJobId(id)) return GetJob(id).status();
-  std::lock_guard lock(mu_);
+  return ChangeDurably([&] { return CancelLocked(id); });
+}
+
+Result<JobRecord> Platform::CancelLocked(const std::string& id) {
   auto job = FindLocked(id);
   if (!job.ok()) return job.status();
   JobRecord j = *job;
@@ -920,13 +919,14 @@ Result<JobRecord> Platform::Cancel(const std::string& id) {
     j.state = "cancelled";
     j.finished_ms = j.updated_ms;
     j.reason = "cancelled by user before placement";
-    CPN_RETURN_IF_ERROR(UpdateLocked(j, Event(id, "cancelled", j.reason)));
+    CPN_RETURN_IF_ERROR(QueueUpdateLocked(j, Event(id, "cancelled", j.reason)).status());
     return j;
   }
   if (!j.cancel_requested) {
     j.cancel_requested = true;
     CPN_RETURN_IF_ERROR(
-        UpdateLocked(j, Event(id, j.state, "cancel requested; waiting for " + j.site_id)));
+        QueueUpdateLocked(j, Event(id, j.state, "cancel requested; waiting for " + j.site_id))
+            .status());
   }
   return j;
 }
@@ -938,7 +938,10 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
                            rep.state.substr(0, 32) + "'");
   }
   if (!IsValidJobId(job_id)) return GetJob(job_id).status();
-  std::lock_guard lock(mu_);
+  return ChangeDurably([&] { return ReportLocked(job_id, rep); });
+}
+
+Status Platform::ReportLocked(const std::string& job_id, const JobReport& rep) {
   auto found = FindLocked(job_id);
   if (!found.ok()) return found.status();
   JobRecord j = *found;
@@ -956,7 +959,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
       j.exit_code = rep.exit_code;
       j.reason = (rep.reason.empty() ? rep.state : rep.reason) + " on " + rep.site_id +
                  ", reported after the site came back; result accepted";
-      return UpdateLocked(j, Event(job_id, j.state, j.reason));
+      return QueueUpdateLocked(j, Event(job_id, j.state, j.reason)).status();
     }
     return FailedPrecondition("job " + job_id + " is not assigned to site " + rep.site_id);
   }
@@ -975,7 +978,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
     ReturnToQueue(j);
     j.order = Json::object();
     j.reason = "preempted by a higher-priority job; requeued";
-    return UpdateLocked(j, Event(job_id, "pending", j.reason));
+    return QueueUpdateLocked(j, Event(job_id, "pending", j.reason)).status();
   }
   std::string reason = rep.reason;
   if (rep.state == "running") {
@@ -991,7 +994,7 @@ Status Platform::Report(const std::string& job_id, const JobReport& rep) {
   }
   j.state = rep.state;
   j.reason = reason;
-  CPN_RETURN_IF_ERROR(UpdateLocked(j, Event(job_id, rep.state, reason)));
+  CPN_RETURN_IF_ERROR(QueueUpdateLocked(j, Event(job_id, rep.state, reason)).status());
   if (rep.state == "succeeded") Learn(j);
   return Status::Ok();
 }
@@ -1037,7 +1040,10 @@ Status Platform::ReportStaging(const std::string& job_id, const StagingReport& r
     return InvalidArgument("state: expected done or failed, got '" + rep.state.substr(0, 32) + "'");
   }
   if (!IsValidJobId(job_id)) return GetJob(job_id).status();
-  std::lock_guard lock(mu_);
+  return ChangeDurably([&] { return ReportStagingLocked(job_id, rep); });
+}
+
+Status Platform::ReportStagingLocked(const std::string& job_id, const StagingReport& rep) {
   auto found = FindLocked(job_id);
   if (!found.ok()) return found.status();
   JobRecord j = *found;
@@ -1063,7 +1069,7 @@ Status Platform::ReportStaging(const std::string& job_id, const StagingReport& r
                     rep.site_id, j.site_id, static_cast<double>(rep.bytes_sent) / 1e6,
                     static_cast<double>(rep.bytes_total) / 1e6, rep.seconds,
                     rep.bytes_sent == 0 && rep.bytes_total > 0 ? " (already there, verified)" : "");
-    return UpdateLocked(j, Event(job_id, "scheduled", why));
+    return QueueUpdateLocked(j, Event(job_id, "scheduled", why)).status();
   }
   const int64_t failures = staging.value("failures", int64_t{0}) + 1;
   staging["failures"] = failures;
@@ -1073,12 +1079,14 @@ Status Platform::ReportStaging(const std::string& job_id, const StagingReport& r
     j.finished_ms = j.updated_ms;
     j.reason = fmt::format("staging the dataset from {} failed {} times: {}", rep.site_id, failures,
                            rep.reason);
-    return UpdateLocked(j, Event(job_id, "failed", j.reason));
+    return QueueUpdateLocked(j, Event(job_id, "failed", j.reason)).status();
   }
   staging["state"] = "waiting";
-  return UpdateLocked(j, Event(job_id, "scheduled",
-                               fmt::format("staging from {} failed (attempt {} of 3): {}; retrying",
-                                           rep.site_id, failures, rep.reason)));
+  return QueueUpdateLocked(j, Event(job_id, "scheduled",
+                                    fmt::format("staging from {} failed (attempt {} of 3): {}; "
+                                                "retrying",
+                                                rep.site_id, failures, rep.reason)))
+      .status();
 }
 
 void Platform::Learn(const JobRecord& j) {
@@ -1199,10 +1207,8 @@ Status Platform::PlaceOnLocked(JobRecord& job, const JobSpec& spec, const std::s
 }
 
 Status Platform::Tick() {
-  std::lock_guard lock(mu_);
-  CPN_RETURN_IF_ERROR(RoundLocked());
   // A round's writes (placements, requeues, reasons) share one disk sync.
-  return WaitDurable(LastQueuedSeq());
+  return ChangeDurably([&] { return RoundLocked(); });
 }
 
 Status Platform::RoundLocked() {

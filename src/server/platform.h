@@ -209,8 +209,6 @@ class Platform {
     std::map<std::string, int64_t> busy;  // pool id -> cards held by active jobs
   };
   Result<Snapshot> SnapshotLocked();
-  // Tries to place a pending job; updates and persists it.
-  Status PlaceLocked(JobRecord& job, Snapshot& snap, bool* placed);
   // Applies a decision to the job in memory; returns the event to record
   // with it, if its state or reason changed.
   std::optional<JobEvent> ApplyDecisionLocked(JobRecord& job, const JobSpec& spec,
@@ -244,14 +242,20 @@ class Platform {
                        Snapshot& snap, size_t round_jobs);
   JobEvent Event(const std::string& job_id, const std::string& state, std::string reason) const;
   // Every job write goes through these: applied to active_ at once and
-  // queued for the store in order. CreateLocked returns the write's number
-  // for WaitDurable; UpdateLocked waits for the disk itself (under mu_);
-  // QueueUpdateLocked leaves the wait to its caller (a round's many writes
-  // share one sync).
+  // queued for the store in order; they return the write's number for
+  // WaitDurable, which their callers call after releasing mu_ (a round's
+  // many writes share one sync; see ChangeDurably).
   Result<uint64_t> CreateLocked(const JobRecord& job, std::vector<JobEvent> events,
                                 std::vector<AuditRecord> audit = {});
-  Status UpdateLocked(const JobRecord& job, const JobEvent& event);
   Result<uint64_t> QueueUpdateLocked(const JobRecord& job, const JobEvent& event);
+  // Runs `change` under mu_, then waits outside it for every write queued
+  // so far (the change's own, or the earlier one a retried report repeats),
+  // so no disk sync holds the platform lock; returns `change`'s result.
+  template <typename Change>
+  auto ChangeDurably(Change change) -> decltype(change());
+  Result<JobRecord> CancelLocked(const std::string& id);
+  Status ReportLocked(const std::string& job_id, const JobReport& report);
+  Status ReportStagingLocked(const std::string& job_id, const StagingReport& report);
   Result<uint64_t> EnqueueLocked(JobWrite write);
   // Returns once write `seq` and every write before it are on disk (needs
   // no mu_, so callers may hold it). A failed commit leaves active_ ahead of
