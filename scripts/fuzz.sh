@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (tests/fuzz/) with clang, ASan and UBSan into
 # ${CPN_FUZZ_BUILD_DIR:-build-fuzz} and runs each for its share of SECONDS
 # (default 60 in all), starting from the seeds in tests/fuzz/corpus/<target>/
-# (copied, so runs never change the repo). Prints each target's executions;
+# and the shipped files of the target's kind under data/ (copied, so runs
+# never change the repo). Prints each target's executions;
 # exits non-zero on any finding, leaving the crashing input under
 # $BUILD/artifacts/. Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
@@ -26,6 +27,12 @@ for t in "${TARGETS[@]}"; do
   corpus="$BUILD/corpus/$t"
   mkdir -p "$corpus"
   cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
+  # The project's shipped files of the target's kind are seeds too.
+  case "$t" in
+    job_spec) cp -n data/jobs/demo/*.json "$corpus"/ ;;
+    topology) cp -n data/topology/*.json data/catalog/*.json "$corpus"/ ;;
+    agent_config) cp -n data/sites/*.toml "$corpus"/ ;;
+  esac
   log="$BUILD/fuzz-$t.log"
   set +e
   ASAN_OPTIONS=detect_leaks=1 "$BUILD/fuzz_$t" -max_total_time="$EACH" -timeout=10 \

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <vector>
 
 namespace cpn {
@@ -98,8 +99,7 @@ bool IsValidJobId(std::string_view text) {
 std::optional<uint64_t> JobIdNumber(std::string_view text) {
   if (!IsValidJobId(text)) return std::nullopt;
   uint64_t n = 0;
-  for (char c : text.substr(4))
-    n = n * 16 + static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  std::from_chars(text.data() + 4, text.data() + text.size(), n, 16);
   return n;
 }
 

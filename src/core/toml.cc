@@ -85,6 +85,11 @@ class LineParser {
   }
 
   std::string ArrayValue(Json* out) {
+    // Nesting is recursion: bounded, so a hostile file cannot overflow the
+    // stack (found by fuzzing the agent's config).
+    if (++depth_ > kMaxArrayDepth) {
+      return fmt::format("arrays nested more than {} deep", kMaxArrayDepth);
+    }
     *out = Json::array();
     ++pos_;
     while (true) {
@@ -92,6 +97,7 @@ class LineParser {
       if (pos_ >= s_.size()) return "unterminated array (arrays must fit on one line)";
       if (s_[pos_] == ']') {
         ++pos_;
+        --depth_;
         return "";
       }
       Json item;
@@ -132,8 +138,10 @@ class LineParser {
     return "";
   }
 
+  static constexpr int kMaxArrayDepth = 32;
   const std::string& s_;
   size_t pos_;
+  int depth_ = 0;
 };
 
 bool IsBareKeyChar(char c) {

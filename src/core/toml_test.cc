@@ -57,5 +57,16 @@ TEST(Toml, RejectsWhatItDoesNotUnderstandWithTheLine) {
   }
 }
 
+// Regression (fuzzing the agent's config): deep nesting overflowed the stack.
+TEST(Toml, DeeplyNestedArraysAreRefusedNotRecursedInto) {
+  auto deep = ParseToml("a = " + std::string(100000, '[') + "\n", "f.toml");
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.status().message().find("f.toml:1: arrays nested more than 32 deep"),
+            std::string::npos)
+      << deep.status().message();
+  auto fine = ParseToml("a = " + std::string(32, '[') + std::string(32, ']') + "\n", "f.toml");
+  EXPECT_TRUE(fine.ok()) << fine.status().message();
+}
+
 }  // namespace
 }  // namespace cpn

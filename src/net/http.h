@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,10 +43,10 @@ struct HttpResponse {
   int64_t wait_up_to_ms = 0;
   // Set by a handler whose answer may go out only once work elsewhere is
   // done (a submission's disk sync), so that its thread need not wait: the
-  // server calls it with a function for that work to call when done, and
-  // then sends this response if the status is ok, a 503 with its message
-  // if not. That function may be called on any thread.
-  std::function<void(std::function<void(Status)>)> send_after;
+  // server calls it with a function for that work to call when done, on any
+  // thread, and then sends this response, or the one passed to that
+  // function instead (the work failed).
+  std::function<void(std::function<void(std::optional<HttpResponse>)>)> send_after;
 };
 
 // Parses one complete HTTP/1.1 request from `wire` exactly as the server
@@ -55,9 +56,6 @@ struct HttpResponse {
 // incomplete. For tests and fuzzing of the server's input path.
 Result<HttpRequest> ParseHttpRequest(std::string_view wire, uint64_t max_body_bytes = 1 << 20);
 
-// The response the server sends when a response's send_after work fails:
-// 503 with the status's message.
-HttpResponse SendAfterFailed(const Status& status);
 // For callers without the server's event loop (tests, fuzzers): waits for
 // `r.send_after`'s work, blocking, and returns what the server would send.
 HttpResponse AwaitSendAfter(HttpResponse r);

@@ -36,7 +36,7 @@ struct Deferred {
   std::mutex mu;
   Worker* worker = nullptr;      // null once the server has stopped
   std::function<void()> resume;  // the suspended coroutine's continuation
-  std::optional<Status> result;
+  std::optional<HttpResponse> instead;
 };
 
 // One event loop per thread, each serving the connections it was given: no
@@ -57,9 +57,9 @@ struct Worker {
 };
 
 // Suspends the calling coroutine, not its thread, until `start`'s work calls
-// back; returns the work's status.
-asio::awaitable<Status> AwaitWork(Worker* worker,
-                                  std::function<void(std::function<void(Status)>)> start) {
+// back; returns the response to send instead, if the work gave one.
+asio::awaitable<std::optional<HttpResponse>> AwaitWork(
+    Worker* worker, std::function<void(std::function<void(std::optional<HttpResponse>)>)> start) {
   auto d = std::make_shared<Deferred>();
   d->worker = worker;
   co_await asio::async_initiate<decltype(asio::use_awaitable), void()>(
@@ -67,9 +67,9 @@ asio::awaitable<Status> AwaitWork(Worker* worker,
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         d->resume = [h] { (*h)(); };
         worker->waiting.insert(d);
-        start([d](Status s) {
+        start([d](std::optional<HttpResponse> instead) {
           std::lock_guard lock(d->mu);
-          d->result = std::move(s);
+          d->instead = std::move(instead);
           if (d->worker == nullptr) return;
           asio::post(d->worker->ioc, [d] {
             std::function<void()> resume;
@@ -85,7 +85,7 @@ asio::awaitable<Status> AwaitWork(Worker* worker,
       },
       asio::use_awaitable);
   std::lock_guard lock(d->mu);
-  co_return *d->result;
+  co_return std::move(d->instead);
 }
 
 // Destroyed in reverse: the listener's loop (whose pending accept names a
@@ -195,9 +195,9 @@ asio::awaitable<void> Serve(HttpServer::Impl* impl, Worker* worker, Stream& stre
       resp = impl->handler(req);
     }
     if (resp.send_after) {
-      Status done = co_await AwaitWork(worker, std::move(resp.send_after));
+      auto instead = co_await AwaitWork(worker, std::move(resp.send_after));
       resp.send_after = nullptr;
-      if (!done.ok()) resp = SendAfterFailed(done);
+      if (instead) resp = std::move(*instead);
     }
     bool keep_alive = keep_alive_asked;
     auto res = ToBeast(resp, version, keep_alive);

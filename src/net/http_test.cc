@@ -8,6 +8,7 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -81,13 +82,13 @@ TEST(HttpClientTest, AConnectionTheServerDroppedIsReplaced) {
 struct ParkedWork {
   std::mutex mu;
   std::condition_variable cv;
-  std::vector<std::function<void(Status)>> callbacks;
+  std::vector<std::function<void(std::optional<HttpResponse>)>> callbacks;
 
   HttpResponse Handle(const HttpRequest& r) {
     HttpResponse out;
     out.body = r.target;
     if (r.target == "/slow") {
-      out.send_after = [this](std::function<void(Status)> done) {
+      out.send_after = [this](std::function<void(std::optional<HttpResponse>)> done) {
         std::lock_guard lock(mu);
         callbacks.push_back(std::move(done));
         cv.notify_all();
@@ -95,7 +96,7 @@ struct ParkedWork {
     }
     return out;
   }
-  std::function<void(Status)> Next() {
+  std::function<void(std::optional<HttpResponse>)> Next() {
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return !callbacks.empty(); });
     auto done = std::move(callbacks.front());
@@ -120,16 +121,20 @@ TEST(HttpServerTest, AResponseWaitingForItsWorkDoesNotHoldItsThread) {
   ASSERT_TRUE(fast.ok()) << fast.status().ToString();
   EXPECT_EQ(fast->body, "/fast");
   EXPECT_EQ(slow.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
-  slow_done(Status::Ok());  // from another thread than the server's
+  slow_done(std::nullopt);  // done, from another thread than the server's
   auto answered = slow.get();
   ASSERT_TRUE(answered.ok()) << answered.status().ToString();
   EXPECT_EQ(answered->status, 200);
   EXPECT_EQ(answered->body, "/slow");
 
-  // Work that fails: 503 with its message, and the connection still serves.
+  // Work that fails: its response goes out instead, and the connection
+  // still serves.
   auto client = HttpClient::Create(url);
   auto failing = std::async(std::launch::async, [&] { return client->Send("GET", "/slow"); });
-  work.Next()(Unavailable("the disk is gone"));
+  HttpResponse gone;
+  gone.status = 503;
+  gone.body = "the disk is gone";
+  work.Next()(gone);
   auto refused = failing.get();
   ASSERT_TRUE(refused.ok());
   EXPECT_EQ(refused->status, 503);
@@ -151,7 +156,7 @@ TEST(HttpServerTest, StoppingWhileAResponseWaitsIsSafe) {
   server.reset();  // stops, and closes the waiting connection
   auto r = slow.get();
   EXPECT_FALSE(r.ok() && r->status == 200);  // never answered as done
-  late(Status::Ok());                        // after the server is gone: ignored
+  late(std::nullopt);                        // after the server is gone: ignored
 }
 
 TEST(ParseHttpRequest, ReadsWhatTheServerReadsAndRefusesTheRest) {

@@ -1,37 +1,28 @@
 #include <cctype>
 #include <condition_variable>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "src/net/http.h"
 
 namespace cpn::net {
 
-HttpResponse SendAfterFailed(const Status& status) {
-  HttpResponse r;
-  r.status = 503;
-  r.body =
-      nlohmann::json{
-          {"error", {{"code", "unavailable"}, {"message", status.message()}, {"status", 503}}}}
-          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return r;
-}
-
 HttpResponse AwaitSendAfter(HttpResponse r) {
   if (!r.send_after) return r;
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<Status> result;
-  r.send_after([&](Status s) {
+  bool done = false;
+  std::optional<HttpResponse> instead;
+  r.send_after([&](std::optional<HttpResponse> failed) {
     std::lock_guard lock(mu);
-    result = std::move(s);
+    instead = std::move(failed);
+    done = true;
     cv.notify_one();
   });
   std::unique_lock lock(mu);
-  cv.wait(lock, [&] { return result.has_value(); });
+  cv.wait(lock, [&] { return done; });
   r.send_after = nullptr;
-  return result->ok() ? r : SendAfterFailed(*result);
+  return instead ? std::move(*instead) : r;
 }
 
 std::string PathOf(const std::string& target) { return target.substr(0, target.find('?')); }

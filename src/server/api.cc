@@ -684,8 +684,11 @@ HttpResponse Api::Route(const HttpRequest& req, const Principal& who, Audit* aud
         // Acknowledged once on disk; the thread serves others meanwhile.
         // (The callback may outlive this Api, so it captures only the
         // platform, which outlives every server.)
-        resp.send_after = [&platform = platform_, durable_seq](std::function<void(Status)> done) {
-          platform.WhenDurable(durable_seq, std::move(done));
+        resp.send_after = [&platform = platform_,
+                           durable_seq](std::function<void(std::optional<HttpResponse>)> done) {
+          platform.WhenDurable(durable_seq, [done = std::move(done)](Status s) {
+            done(s.ok() ? std::nullopt : std::optional(ErrorResponse(s)));
+          });
         };
         return resp;
       }

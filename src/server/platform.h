@@ -257,8 +257,9 @@ class Platform {
   Status ReportLocked(const std::string& job_id, const JobReport& report);
   Status ReportStagingLocked(const std::string& job_id, const StagingReport& report);
   Result<uint64_t> EnqueueLocked(JobWrite write);
-  // Returns once write `seq` and every write before it are on disk (needs
-  // no mu_, so callers may hold it). A failed commit leaves active_ ahead of
+  // Returns once write `seq` and every write before it are on disk. Call
+  // it without mu_ (see ChangeDurably): a sync under mu_ stalls every
+  // submission. A failed commit leaves active_ ahead of
   // the store: every later write is refused until a restart reloads the
   // truth from the store (as LevelDB does with a background error).
   Status WaitDurable(uint64_t seq);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <future>
 
+#include "src/server/api.h"
 #include "src/store/sqlite_store.h"
 #include "src/testing/fixtures.h"
 #include "src/testing/platform_fixture.h"
@@ -275,45 +276,80 @@ TEST_F(PlatformTest, AnUnwaitedSubmissionIsAcknowledgedOnceDurable) {
   EXPECT_GE(replay_seq, seq);
 }
 
+// A platform over a database file that another connection then breaks
+// (drops a table), so that the next commit fails.
+class PlatformStoreFailure : public ::testing::Test {
+ protected:
+  PlatformStoreFailure() {
+    namespace fs = std::filesystem;
+    const fs::path dir =
+        fs::temp_directory_path() /
+        fmt::format("cpn-commit-fail-{}-{}", ::getpid(),
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    db_ = (dir / "cpn.db").string();
+    store_ = std::move(SqliteStore::Open(db_)).value();
+    platform_ = std::make_unique<Platform>(*store_, clock_, catalog_, network_,
+                                           [this] { return fmt::format("job-{:012x}", ++next_); });
+  }
+  void SetUp() override {
+    for (const auto& s : network_.sites()) {
+      ASSERT_TRUE(platform_->RegisterSite(SiteToJson(s)).ok());
+    }
+    ASSERT_TRUE(platform_->Submit(testing::PlatformWorld::TrainingJob()).ok());
+    sqlite3* other = nullptr;
+    ASSERT_EQ(sqlite3_open(db_.c_str(), &other), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(other, "DROP TABLE job_events", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(other);
+  }
+
+  FakeClock clock_;
+  Catalog catalog_ = testing::TestCatalog();
+  Topology network_ = testing::TestTopology(catalog_);
+  std::string db_;
+  std::unique_ptr<SqliteStore> store_;
+  int next_ = 0;
+  std::unique_ptr<Platform> platform_;
+};
+
 // A commit that fails fails every write waiting for it, and the platform
 // then refuses changes rather than acknowledge what it could not store.
-TEST(PlatformStoreFailure, AFailedCommitFailsItsWaitersAndLaterChanges) {
-  namespace fs = std::filesystem;
-  const fs::path dir = fs::temp_directory_path() / fmt::format("cpn-commit-fail-{}", ::getpid());
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string db = (dir / "cpn.db").string();
-  FakeClock clock;
-  Catalog catalog = testing::TestCatalog();
-  Topology network = testing::TestTopology(catalog);
-  auto store = SqliteStore::Open(db);
-  ASSERT_TRUE(store.ok());
-  int next = 0;
-  Platform platform(**store, clock, catalog, network,
-                    [&] { return fmt::format("job-{:012x}", ++next); });
-  for (const auto& s : network.sites()) ASSERT_TRUE(platform.RegisterSite(SiteToJson(s)).ok());
-  ASSERT_TRUE(platform.Submit(testing::PlatformWorld::TrainingJob()).ok());
-  // Another process breaks the database under the platform.
-  sqlite3* other = nullptr;
-  ASSERT_EQ(sqlite3_open(db.c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "DROP TABLE job_events", nullptr, nullptr, nullptr), SQLITE_OK);
-  sqlite3_close(other);
-
+TEST_F(PlatformStoreFailure, AFailedCommitFailsItsWaitersAndLaterChanges) {
   uint64_t seq = 0;
   auto job =
-      platform.SubmitNoWait(testing::PlatformWorld::TrainingJob(), "", nullptr, nullptr, &seq);
+      platform_->SubmitNoWait(testing::PlatformWorld::TrainingJob(), "", nullptr, nullptr, &seq);
   ASSERT_TRUE(job.ok());  // accepted in memory, not yet acknowledged
   std::promise<Status> durable;
-  platform.WhenDurable(seq, [&](Status s) { durable.set_value(s); });
+  platform_->WhenDurable(seq, [&](Status s) { durable.set_value(s); });
   Status outcome = durable.get_future().get();
   EXPECT_EQ(outcome.code(), StatusCode::kUnavailable);
   EXPECT_NE(outcome.message().find("could not write to its store"), std::string::npos)
       << outcome.ToString();
-  auto later = platform.Submit(testing::PlatformWorld::TrainingJob());
+  auto later = platform_->Submit(testing::PlatformWorld::TrainingJob());
   EXPECT_EQ(later.status().code(), StatusCode::kUnavailable);
   bool failed_at_once = false;
-  platform.WhenDurable(seq + 1, [&](Status s) { failed_at_once = !s.ok(); });
+  platform_->WhenDurable(seq + 1, [&](Status s) { failed_at_once = !s.ok(); });
   EXPECT_TRUE(failed_at_once);
+}
+
+// Through the API the job's 201 is never sent: the error goes out instead.
+TEST_F(PlatformStoreFailure, AnApiSubmissionWhoseCommitFailsGetsTheErrorNotA201) {
+  Api api(*platform_);
+  net::HttpRequest r;
+  r.method = "POST";
+  r.target = "/v1/jobs";
+  r.headers["content-type"] = "application/json";
+  r.body = JobSpecToJson(testing::PlatformWorld::TrainingJob()).dump();
+  net::HttpResponse first = api.Handle(r);
+  ASSERT_TRUE(first.send_after);  // accepted, waiting for its commit
+  net::HttpResponse sent = net::AwaitSendAfter(std::move(first));
+  EXPECT_EQ(sent.status, 503);
+  Json error = Json::parse(sent.body)["error"];
+  EXPECT_EQ(error["code"], "unavailable");
+  EXPECT_NE(error["message"].get<std::string>().find("could not write to its store"),
+            std::string::npos)
+      << sent.body;
 }
 
 }  // namespace
